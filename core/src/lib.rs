@@ -1,0 +1,4 @@
+//! tidings-core (being written)
+#![deny(unsafe_code)]
+
+pub mod handshake;
