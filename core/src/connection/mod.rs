@@ -1,0 +1,1103 @@
+//! The connection state machine (RFC 6455 §5–§7), sans-IO.
+
+mod config;
+mod masks;
+mod output;
+mod timer;
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+pub use config::{Config, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
+#[cfg(feature = "getrandom")]
+pub use masks::OsMasks;
+pub use masks::MaskSource;
+pub use timer::Timer;
+
+use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+use crate::error::{ConnectionError, Error, ProtocolError};
+use crate::ext::{Extension, ExtensionError};
+use crate::frame::header::{FrameHeader, OpCode};
+use crate::frame::mask::apply_mask_offset;
+use crate::frame::utf8::{self, Utf8Validator};
+use crate::frame::EncodedFrame;
+use crate::message::{Message, MessageKind, Utf8Bytes};
+use output::Output;
+use timer::Timers;
+
+/// Which end of the connection this is (RFC 6455 §5.1: clients mask, servers do not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the upgrade request. Masks every frame it sends.
+    Client,
+    /// The end that accepted the upgrade. Sends unmasked frames; closes the transport first.
+    Server,
+}
+
+/// Who started the closing of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Initiator {
+    /// This endpoint (a `close` command, a timeout, or a protocol error it detected).
+    Local,
+    /// The peer sent the first close frame.
+    Remote,
+}
+
+/// How a connection ended: the terminal [`Event::Closed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseOutcome {
+    /// The code of the close frame that started the close (ours or the peer's), 1005 when the
+    /// peer's frame carried none, 1006 when the connection ended without a close handshake.
+    pub code: CloseCode,
+    /// The reason that went with `code`.
+    pub reason: String,
+    /// Who started the close.
+    pub initiator: Initiator,
+    /// Whether both close frames were exchanged (RFC 6455 §7.1.4 "closed cleanly").
+    pub clean: bool,
+    /// Why the connection failed, if it did.
+    pub error: Option<ConnectionError>,
+}
+
+impl CloseOutcome {
+    /// A clean close with a normal code (1000 or 1001) and no error.
+    pub fn is_normal(&self) -> bool {
+        self.clean && self.error.is_none() && self.code.is_normal()
+    }
+
+    /// Whether the connection ended because of an error (protocol violation, timeout, EOF).
+    pub fn is_error(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// A piece of a data message, delivered in streaming mode ([`Config::stream_incoming`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// The message kind, repeated on every fragment.
+    pub kind: MessageKind,
+    /// Payload bytes as they arrived (unmasked, decoded by the extension, UTF-8 checked so far).
+    /// For text, a fragment may end inside a multi-byte character.
+    pub data: Bytes,
+    /// Whether this is the last piece of the message.
+    pub fin: bool,
+}
+
+/// What the connection reports to the application, from [`Connection::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A complete data message.
+    Message(Message),
+    /// A piece of a data message (only in streaming mode).
+    Fragment(Fragment),
+    /// A ping arrived; with automatic pongs (the default) the pong is already queued.
+    Ping(Bytes),
+    /// A pong arrived.
+    Pong(Bytes),
+    /// The peer's close frame arrived (`None` when it carried no status code). The reply, if one
+    /// is due, is already queued; [`Event::Closed`] follows.
+    CloseReceived(Option<CloseFrame>),
+    /// The connection is over. Always the last event.
+    Closed(CloseOutcome),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    CloseSent,
+    Closed,
+}
+
+/// The frame being decoded: its header and how much of its payload has been handled.
+#[derive(Debug)]
+struct InFrame {
+    header: FrameHeader,
+    /// Payload bytes already consumed from the input (streaming mode) — the mask offset.
+    consumed: u64,
+    /// Bytes at the front of `input` already unmasked and UTF-8 checked (buffered mode).
+    checked: usize,
+}
+
+/// The data message being received.
+#[derive(Debug)]
+struct InMessage {
+    kind: MessageKind,
+    /// RSV bits of the first frame that an extension claims (the message is transformed).
+    ext_rsv: u8,
+    /// Bytes of the message so far (wire bytes, or decoded bytes with an extension).
+    size: u64,
+    buf: BytesMut,
+    utf8: Utf8Validator,
+}
+
+#[derive(Debug)]
+struct OutMessage {
+    kind: MessageKind,
+    utf8: Utf8Validator,
+}
+
+/// A sans-IO WebSocket connection: bytes in, events out; commands in, bytes out.
+///
+/// ```text
+///  transport ──receive()──► input buffer ──poll_event()──► Event (Message, Ping, Closed…)
+///  transport ◄─transmit_slices()/advance_transmit()── output queue ◄── send_*/close/auto pong
+///  clock ──handle_timeout(now)──► timers (keepalive, pong, close, idle); poll_timeout() = next deadline
+/// ```
+///
+/// Input is decoded lazily, one frame at a time, as events are polled: an application that answers
+/// each message before polling the next (an echo) gets its answers out before whatever the peer
+/// sent next is acted upon — including a protocol error, whose close frame then follows the answers.
+///
+/// Methods come in four groups, in this order: getters; inputs ([`receive`](Self::receive),
+/// [`receive_eof`](Self::receive_eof), [`handle_timeout`](Self::handle_timeout)); commands
+/// (`send_*`, [`close`](Self::close), streaming [`send_fragment`](Self::send_fragment)); outputs
+/// ([`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout),
+/// [`transmit_slices`](Self::transmit_slices) + [`advance_transmit`](Self::advance_transmit),
+/// [`poll_transmit`](Self::poll_transmit)).
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    /// Nothing more is expected from the transport: it may be closed once output is flushed.
+    transport_done: bool,
+    eof: bool,
+    input: BytesMut,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    pending: VecDeque<Event>,
+    output: Output,
+    out_message: Option<OutMessage>,
+    timers: Timers,
+    last_rx: Instant,
+    masks: Option<Box<dyn MaskSource>>,
+    extension: Option<Box<dyn Extension>>,
+    /// The close frame we sent, if any.
+    close_sent: Option<CloseFrame>,
+    ping_counter: u64,
+    scratch: BytesMut,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("buffered_input", &self.input.len())
+            .field("queued_output", &self.output.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server-side connection, after the handshake, starting at `now`.
+    pub fn server(config: Config, now: Instant) -> Self {
+        Self::new(Role::Server, config, None, now)
+    }
+
+    /// A client-side connection using OS randomness for masking keys.
+    #[cfg(feature = "getrandom")]
+    pub fn client(config: Config, now: Instant) -> Self {
+        Self::client_with_masks(config, OsMasks::new(), now)
+    }
+
+    /// A client-side connection with an injected source of masking keys.
+    pub fn client_with_masks(config: Config, masks: impl MaskSource + 'static, now: Instant) -> Self {
+        Self::new(Role::Client, config, Some(Box::new(masks)), now)
+    }
+
+    fn new(role: Role, config: Config, masks: Option<Box<dyn MaskSource>>, now: Instant) -> Self {
+        let mut conn = Connection {
+            role,
+            config,
+            state: State::Open,
+            transport_done: false,
+            eof: false,
+            input: BytesMut::new(),
+            frame: None,
+            message: None,
+            pending: VecDeque::new(),
+            output: Output::default(),
+            out_message: None,
+            timers: Timers::default(),
+            last_rx: now,
+            masks,
+            extension: None,
+            close_sent: None,
+            ping_counter: 0,
+            scratch: BytesMut::new(),
+        };
+        conn.arm_receive_timers(now);
+        conn
+    }
+
+    /// Installs a negotiated extension (RFC 6455 §9). Call before any data flows.
+    pub fn set_extension(&mut self, extension: Box<dyn Extension>) {
+        self.extension = Some(extension);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Getters
+    // ----------------------------------------------------------------------------------------
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether data can still be sent (no close frame sent or received).
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Whether the connection is over ([`Event::Closed`] was produced; it may still be waiting in
+    /// [`poll_event`](Self::poll_event)).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the transport should be closed once the queued output is written: the connection is
+    /// over and nothing more will be read. The server closes the TCP connection first (RFC 6455
+    /// §7.1.1); a client waits for that (or for the close timeout) before it closes.
+    pub fn should_close_transport(&self) -> bool {
+        self.transport_done
+    }
+
+    /// Bytes queued for the transport and not yet written: the adapter's backpressure measure.
+    pub fn queued_bytes(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Bytes received and not yet decoded into events.
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Whether a streamed outgoing message ([`send_fragment`](Self::send_fragment)) is unfinished.
+    pub fn is_sending_fragments(&self) -> bool {
+        self.out_message.is_some()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inputs
+    // ----------------------------------------------------------------------------------------
+
+    /// Hands bytes read from the transport to the connection, at `now`.
+    ///
+    /// Bytes are decoded as [`poll_event`](Self::poll_event) is called. Drain the events before
+    /// receiving more: the buffer then never holds more than one frame plus one read.
+    /// Ignored once the connection is closed.
+    pub fn receive(&mut self, now: Instant, data: &[u8]) {
+        if self.state == State::Closed || data.is_empty() {
+            return;
+        }
+        self.input.extend_from_slice(data);
+        self.last_rx = now;
+        self.arm_receive_timers(now);
+    }
+
+    /// The input buffer, for an adapter that reads straight into it (no copy); call
+    /// [`received`](Self::received) afterwards with the time of the read.
+    pub fn input_buffer(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// Records that bytes were appended through [`input_buffer`](Self::input_buffer) at `now`.
+    pub fn received(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            self.input.clear();
+            return;
+        }
+        self.last_rx = now;
+        self.arm_receive_timers(now);
+    }
+
+    /// The transport reached end of stream. Buffered input is still decoded first; if the close
+    /// handshake has not completed by then, the connection ends with 1006 and
+    /// [`ConnectionError::UnexpectedEof`].
+    pub fn receive_eof(&mut self, _now: Instant) {
+        self.eof = true;
+        if self.state == State::Closed {
+            self.transport_done = true;
+            self.timers.clear_all();
+        }
+    }
+
+    /// Handles every timer whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in Timer::ALL {
+            if !self.timers.take_expired(timer, now) {
+                continue;
+            }
+            match timer {
+                Timer::Close => match self.state {
+                    State::CloseSent => self.terminate(
+                        CloseCode::ABNORMAL,
+                        String::new(),
+                        Initiator::Local,
+                        Some(ConnectionError::CloseTimeout),
+                    ),
+                    State::Closed => self.transport_done = true,
+                    State::Open => {}
+                },
+                Timer::Pong => {
+                    if self.state != State::Closed {
+                        self.terminate(
+                            CloseCode::ABNORMAL,
+                            String::new(),
+                            Initiator::Local,
+                            Some(ConnectionError::PongTimeout),
+                        );
+                    }
+                }
+                Timer::Idle => {
+                    if self.state == State::Open {
+                        let _ = self.close(now, CloseCode::NORMAL, "idle timeout");
+                    }
+                }
+                Timer::Keepalive => {
+                    if self.state == State::Open {
+                        self.ping_counter = self.ping_counter.wrapping_add(1);
+                        let payload = self.ping_counter.to_be_bytes();
+                        self.write_frame(true, 0, OpCode::Ping, &payload);
+                        self.arm_pong_timer(now);
+                        if let Some(every) = self.config.keepalive_interval {
+                            self.timers.set(Timer::Keepalive, now + every);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Commands
+    // ----------------------------------------------------------------------------------------
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_payload(MessageKind::Text, text.as_bytes(), None)
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_payload(MessageKind::Binary, data, None)
+    }
+
+    /// Queues a message. On the server side a large payload is queued by reference, not copied.
+    pub fn send(&mut self, message: Message) -> Result<(), Error> {
+        let kind = message.kind();
+        let bytes = message.into_bytes();
+        self.send_payload(kind, &bytes.clone(), Some(bytes))
+    }
+
+    fn send_payload(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        shared: Option<Bytes>,
+    ) -> Result<(), Error> {
+        self.check_can_send_data()?;
+        if self.out_message.is_some() {
+            return Err(Error::MessageInProgress);
+        }
+        let opcode = kind_opcode(kind);
+        if let Some(ext) = self.extension.as_mut() {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            match ext.encode(kind, data, &mut scratch) {
+                Ok(Some(rsv)) => {
+                    self.write_frame(true, rsv, opcode, &scratch);
+                    self.scratch = scratch;
+                    return Ok(());
+                }
+                Ok(None) => self.scratch = scratch,
+                Err(e) => {
+                    self.scratch = scratch;
+                    return Err(Error::Extension(e.to_string()));
+                }
+            }
+        }
+        match shared {
+            Some(bytes) if self.role == Role::Server => {
+                self.write_header(true, 0, opcode, bytes.len() as u64, None);
+                self.output.push_shared(bytes);
+            }
+            _ => self.write_frame(true, 0, opcode, data),
+        }
+        Ok(())
+    }
+
+    /// Queues a pre-encoded frame: encode once with [`EncodedFrame::new`], send to many
+    /// connections. The server role queues the shared bytes without copying; the client role must
+    /// mask, so it copies.
+    pub fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.check_can_send_data()?;
+        if self.out_message.is_some() {
+            return Err(Error::MessageInProgress);
+        }
+        match self.role {
+            Role::Server => self.output.push_shared(frame.wire().clone()),
+            Role::Client => {
+                let opcode = kind_opcode(frame.kind());
+                self.write_frame(true, 0, opcode, frame.payload());
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one fragment of a streamed message (RFC 6455 §5.4). The first call sets the kind;
+    /// later ones must repeat it; `fin` ends the message. Control frames and `close` may be sent
+    /// between fragments, whole messages may not. Text fragments are checked to form valid UTF-8
+    /// together (a fragment may end inside a character).
+    pub fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), Error> {
+        self.check_can_send_data()?;
+        let (opcode, mut utf8) = match &self.out_message {
+            Some(m) if m.kind != kind => return Err(Error::MessageInProgress),
+            Some(m) => (OpCode::Continuation, m.utf8.clone()),
+            None => (kind_opcode(kind), Utf8Validator::default()),
+        };
+        if kind == MessageKind::Text {
+            utf8.feed(data).map_err(|_| Error::InvalidUtf8)?;
+            if fin {
+                utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+            }
+        }
+        self.write_frame(fin, 0, opcode, data);
+        self.out_message = if fin {
+            None
+        } else {
+            Some(OutMessage { kind, utf8 })
+        };
+        Ok(())
+    }
+
+    /// A writer for one streamed message; see [`send_fragment`](Self::send_fragment).
+    pub fn message_writer(&mut self, kind: MessageKind) -> MessageWriter<'_> {
+        MessageWriter { conn: self, kind }
+    }
+
+    /// Queues a ping (RFC 6455 §5.5.2) and, with a pong timeout configured, starts waiting for the
+    /// pong.
+    pub fn send_ping(&mut self, now: Instant, payload: &[u8]) -> Result<(), Error> {
+        self.check_control(payload)?;
+        self.write_frame(true, 0, OpCode::Ping, payload);
+        self.arm_pong_timer(now);
+        Ok(())
+    }
+
+    /// Queues a pong (RFC 6455 §5.5.3), e.g. when automatic pongs are off; an unsolicited pong is
+    /// a valid one-way heartbeat.
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_control(payload)?;
+        self.write_frame(true, 0, OpCode::Pong, payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake (RFC 6455 §7.1.2): queues a close frame with `code` and `reason`
+    /// after everything already queued, and waits up to the close timeout for the peer's.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), Error> {
+        match self.state {
+            State::Open => {}
+            State::CloseSent => return Err(Error::Closing),
+            State::Closed => return Err(Error::Closed),
+        }
+        if !code.is_sendable() {
+            return Err(Error::InvalidCloseCode(code.as_u16()));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(Error::CloseReasonTooLong(reason.len()));
+        }
+        self.write_close(Some(&CloseFrame::new(code, reason)));
+        self.state = State::CloseSent;
+        self.timers.clear_all();
+        if let Some(t) = self.config.close_timeout {
+            self.timers.set(Timer::Close, now + t);
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Outputs
+    // ----------------------------------------------------------------------------------------
+
+    /// The next event, decoding buffered input as needed. `None` means more input (or a timeout)
+    /// is needed. Changes after [`receive`](Self::receive), [`receive_eof`](Self::receive_eof) and
+    /// [`handle_timeout`](Self::handle_timeout). After [`Event::Closed`] it returns `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        if self.state == State::Closed {
+            return None;
+        }
+        match self.decode() {
+            Ok(Some(event)) => Some(event),
+            Ok(None) if self.eof => {
+                self.terminate(
+                    CloseCode::ABNORMAL,
+                    String::new(),
+                    Initiator::Remote,
+                    Some(ConnectionError::UnexpectedEof),
+                );
+                self.transport_done = true;
+                self.pending.pop_front()
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.fail(e);
+                self.pending.pop_front()
+            }
+        }
+    }
+
+    /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
+    /// Changes after every input and command.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Fills `dst` with the queued output as slices, for a vectored write; returns how many were
+    /// filled. Call [`advance_transmit`](Self::advance_transmit) with the number of bytes written.
+    #[must_use]
+    pub fn transmit_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.output.slices(dst)
+    }
+
+    /// The queued output as a sequence of byte slices.
+    pub fn transmit_chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.output.chunks()
+    }
+
+    /// Drops the first `n` bytes of queued output after they were written to the transport.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.output.advance(n);
+    }
+
+    /// Appends all queued output to `dst` and clears the queue; returns the number of bytes.
+    pub fn poll_transmit(&mut self, dst: &mut Vec<u8>) -> usize {
+        self.output.copy_out(dst)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Internals: decoding
+    // ----------------------------------------------------------------------------------------
+
+    fn decode(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.frame.is_none() {
+                let Some((header, len)) = FrameHeader::decode(&self.input)? else {
+                    return Ok(None);
+                };
+                self.check_header(&header)?;
+                self.input.advance(len);
+                self.frame = Some(InFrame {
+                    header,
+                    consumed: 0,
+                    checked: 0,
+                });
+            }
+            let Some(frame) = self.frame.as_ref() else {
+                return Ok(None);
+            };
+            let header = frame.header;
+            if header.opcode.is_control() {
+                let len = header.len as usize; // ≤ 125, checked by FrameHeader::decode
+                if self.input.len() < len {
+                    return Ok(None);
+                }
+                let mut payload = self.input.split_to(len);
+                if let Some(key) = header.mask {
+                    apply_mask_offset(&mut payload, key, 0);
+                }
+                self.frame = None;
+                if let Some(event) = self.handle_control(header.opcode, payload.freeze())? {
+                    return Ok(Some(event));
+                }
+                continue;
+            }
+            let event = if self.config.stream_incoming {
+                self.decode_streaming()?
+            } else {
+                self.decode_buffered()?
+            };
+            match event {
+                Step::Event(e) => return Ok(Some(e)),
+                Step::Continue => continue,
+                Step::NeedMore => return Ok(None),
+            }
+        }
+    }
+
+    /// Header rules that depend on the connection (RFC 6455 §5.1, §5.2, §5.4) and the size limits.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let ext_bits = self.extension.as_ref().map_or(0, |e| e.rsv_bits());
+        let allowed = match h.opcode {
+            OpCode::Text | OpCode::Binary => ext_bits,
+            _ => 0, // continuation and control frames carry no per-message extension bits
+        };
+        if h.rsv & !allowed != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv & !allowed));
+        }
+        if h.opcode.is_control() {
+            return Ok(());
+        }
+        match (h.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            _ => {}
+        }
+        if !self.config.stream_incoming
+            && let Some(limit) = self.config.max_frame_size
+            && h.len > limit as u64
+        {
+            return Err(ProtocolError::FrameTooLarge {
+                size: h.len,
+                limit,
+            });
+        }
+        let so_far = self.message.as_ref().map_or(0, |m| m.size);
+        let transformed = match (&self.message, h.opcode) {
+            (Some(m), _) => m.ext_rsv != 0,
+            (None, _) => h.rsv & ext_bits != 0,
+        };
+        if let Some(limit) = self.config.max_message_size {
+            // For transformed messages the wire size is bounded too; the decoded size is checked
+            // as the extension produces it.
+            let wire_total = if transformed { h.len } else { so_far.saturating_add(h.len) };
+            if wire_total > limit as u64 {
+                return Err(ProtocolError::MessageTooLarge {
+                    size: wire_total,
+                    limit,
+                });
+            }
+        }
+        if let Some(kind) = match h.opcode {
+            OpCode::Text => Some(MessageKind::Text),
+            OpCode::Binary => Some(MessageKind::Binary),
+            _ => None,
+        } {
+            self.message = Some(InMessage {
+                kind,
+                ext_rsv: h.rsv & ext_bits,
+                size: 0,
+                buf: BytesMut::new(),
+                utf8: Utf8Validator::default(),
+            });
+        }
+        Ok(())
+    }
+
+    fn decode_buffered(&mut self) -> Result<Step, ProtocolError> {
+        let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
+            return Ok(Step::NeedMore);
+        };
+        let header = frame.header;
+        let len = header.len as usize; // ≤ max_frame_size or message limit, checked in check_header
+        let available = self.input.len().min(len);
+        if available > frame.checked {
+            let chunk = &mut self.input[frame.checked..available];
+            if let Some(key) = header.mask {
+                apply_mask_offset(chunk, key, frame.checked);
+            }
+            if msg.kind == MessageKind::Text && msg.ext_rsv == 0 {
+                msg.utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            frame.checked = available;
+        }
+        if available < len {
+            return Ok(Step::NeedMore);
+        }
+        let payload = self.input.split_to(len);
+        self.frame = None;
+        if msg.ext_rsv != 0 {
+            let budget = message_budget(self.config.max_message_size, msg.size);
+            let ext = self
+                .extension
+                .as_mut()
+                .ok_or_else(|| ProtocolError::Extension("no extension".into()))?;
+            let before = msg.buf.len();
+            ext.decode(msg.ext_rsv, &payload, header.fin, &mut msg.buf, budget)
+                .map_err(|e| ext_error(e, msg.size, self.config.max_message_size))?;
+            let added = (msg.buf.len() - before) as u64;
+            msg.size += added;
+            if msg.kind == MessageKind::Text {
+                msg.utf8
+                    .feed(&msg.buf[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        } else {
+            msg.size += len as u64;
+            if header.fin && msg.buf.is_empty() {
+                // Single-frame message: hand out the input bytes without copying.
+                let kind = msg.kind;
+                let mut utf8 = std::mem::take(&mut msg.utf8);
+                self.message = None;
+                return self.finish_message(kind, &mut utf8, payload.freeze());
+            }
+            msg.buf.extend_from_slice(&payload);
+        }
+        if !header.fin {
+            return Ok(Step::Continue);
+        }
+        let Some(mut msg) = self.message.take() else {
+            return Ok(Step::NeedMore);
+        };
+        let data = msg.buf.split().freeze();
+        self.finish_message(msg.kind, &mut msg.utf8, data)
+    }
+
+    fn finish_message(
+        &mut self,
+        kind: MessageKind,
+        utf8: &mut Utf8Validator,
+        data: Bytes,
+    ) -> Result<Step, ProtocolError> {
+        self.note_message_received();
+        let message = match kind {
+            MessageKind::Text => {
+                utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                Message::Text(Utf8Bytes::from_validated(data))
+            }
+            MessageKind::Binary => Message::Binary(data),
+        };
+        Ok(Step::Event(Event::Message(message)))
+    }
+
+    fn decode_streaming(&mut self) -> Result<Step, ProtocolError> {
+        let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
+            return Ok(Step::NeedMore);
+        };
+        let header = frame.header;
+        let remaining = header.len - frame.consumed;
+        let take = (self.input.len() as u64).min(remaining) as usize;
+        if take == 0 && remaining > 0 {
+            return Ok(Step::NeedMore);
+        }
+        let mut chunk = self.input.split_to(take);
+        if let Some(key) = header.mask {
+            apply_mask_offset(&mut chunk, key, frame.consumed as usize);
+        }
+        frame.consumed += take as u64;
+        let frame_done = frame.consumed == header.len;
+        let fin = frame_done && header.fin;
+        if frame_done {
+            self.frame = None;
+        }
+        let data = if msg.ext_rsv != 0 {
+            let budget = message_budget(self.config.max_message_size, msg.size);
+            let ext = self
+                .extension
+                .as_mut()
+                .ok_or_else(|| ProtocolError::Extension("no extension".into()))?;
+            let mut out = BytesMut::new();
+            ext.decode(msg.ext_rsv, &chunk, fin, &mut out, budget)
+                .map_err(|e| ext_error(e, msg.size, self.config.max_message_size))?;
+            msg.size += out.len() as u64;
+            out.freeze()
+        } else {
+            msg.size += take as u64;
+            chunk.freeze()
+        };
+        let kind = msg.kind;
+        if kind == MessageKind::Text {
+            msg.utf8.feed(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+            if fin {
+                msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        if fin {
+            self.message = None;
+            self.note_message_received();
+        } else if data.is_empty() {
+            // Nothing to report for an empty non-final piece.
+            return Ok(Step::Continue);
+        }
+        Ok(Step::Event(Event::Fragment(Fragment { kind, data, fin })))
+    }
+
+    fn handle_control(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        match opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && self.state == State::Open {
+                    self.write_frame(true, 0, OpCode::Pong, &payload);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => {
+                self.timers.clear(Timer::Pong);
+                Ok(Some(Event::Pong(payload)))
+            }
+            OpCode::Close => {
+                let frame = parse_close_payload(&payload)?;
+                let initiator = match self.state {
+                    State::Open => {
+                        // RFC 6455 §5.5.1: reply with a close frame, echoing the status code.
+                        let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                        self.write_close(reply.as_ref());
+                        Initiator::Remote
+                    }
+                    _ => Initiator::Local,
+                };
+                let (code, reason) = match (initiator, &self.close_sent, &frame) {
+                    (Initiator::Local, Some(ours), _) => (ours.code, ours.reason.clone()),
+                    (_, _, Some(theirs)) => (theirs.code, theirs.reason.clone()),
+                    _ => (CloseCode::NO_STATUS, String::new()),
+                };
+                self.terminate(code, reason, initiator, None);
+                // RFC 6455 §7.1.1: the server closes the TCP connection first; the client waits
+                // for that, bounded by the close timeout.
+                match self.role {
+                    Role::Server => self.transport_done = true,
+                    Role::Client if self.eof => self.transport_done = true,
+                    Role::Client => match self.config.close_timeout {
+                        Some(t) => self.timers.set(Timer::Close, self.last_rx + t),
+                        None => self.transport_done = true,
+                    },
+                }
+                if let Some(Event::Closed(outcome)) = self.pending.back_mut() {
+                    outcome.clean = true;
+                }
+                Ok(Some(Event::CloseReceived(frame)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Internals: state and timers
+    // ----------------------------------------------------------------------------------------
+
+    /// Fails the connection (RFC 6455 §7.1.7): queue a close frame with the error's code unless
+    /// one was sent already, and end it.
+    fn fail(&mut self, error: ProtocolError) {
+        let code = error.close_code();
+        let reason = truncate_reason(&error.to_string());
+        if self.state == State::Open {
+            self.write_close(Some(&CloseFrame::new(code, reason.clone())));
+        }
+        self.terminate(
+            code,
+            reason,
+            Initiator::Local,
+            Some(ConnectionError::Protocol(error)),
+        );
+        self.transport_done = true;
+    }
+
+    /// Ends the connection: state, timers, buffers and the terminal event.
+    fn terminate(
+        &mut self,
+        code: CloseCode,
+        reason: String,
+        initiator: Initiator,
+        error: Option<ConnectionError>,
+    ) {
+        if error.is_some() {
+            self.transport_done = true;
+        }
+        self.state = State::Closed;
+        self.timers.clear_all();
+        self.input = BytesMut::new();
+        self.frame = None;
+        self.message = None;
+        self.pending.push_back(Event::Closed(CloseOutcome {
+            code,
+            reason,
+            initiator,
+            clean: false,
+            error,
+        }));
+    }
+
+    fn arm_receive_timers(&mut self, now: Instant) {
+        if self.state != State::Open {
+            return;
+        }
+        if let Some(every) = self.config.keepalive_interval {
+            self.timers.set(Timer::Keepalive, now + every);
+        }
+        if self.timers.get(Timer::Idle).is_none()
+            && let Some(t) = self.config.idle_timeout
+        {
+            self.timers.set(Timer::Idle, now + t);
+        }
+    }
+
+    fn note_message_received(&mut self) {
+        if self.state == State::Open
+            && let Some(t) = self.config.idle_timeout
+        {
+            self.timers.set(Timer::Idle, self.last_rx + t);
+        }
+    }
+
+    fn arm_pong_timer(&mut self, now: Instant) {
+        if let Some(t) = self.config.pong_timeout
+            && self.timers.get(Timer::Pong).is_none()
+        {
+            self.timers.set(Timer::Pong, now + t);
+        }
+    }
+
+    fn check_can_send_data(&self) -> Result<(), Error> {
+        match self.state {
+            State::Open => Ok(()),
+            State::CloseSent => Err(Error::Closing),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    fn check_control(&self, payload: &[u8]) -> Result<(), Error> {
+        self.check_can_send_data()?;
+        if payload.len() > 125 {
+            return Err(Error::ControlPayloadTooLong(payload.len()));
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Internals: encoding
+    // ----------------------------------------------------------------------------------------
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = [0u8; 125];
+        let len = match frame {
+            Some(f) => {
+                payload[..2].copy_from_slice(&f.code.as_u16().to_be_bytes());
+                let reason = truncate_reason(&f.reason);
+                payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        self.close_sent = Some(frame.cloned().unwrap_or_else(|| {
+            CloseFrame::new(CloseCode::NO_STATUS, String::new())
+        }));
+        self.write_frame(true, 0, OpCode::Close, &payload[..len]);
+    }
+
+    fn write_header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: u64, mask: Option<[u8; 4]>) {
+        let (bytes, n) = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            len,
+        }
+        .encode();
+        self.output.push_copy(&bytes[..n]);
+    }
+
+    fn write_frame(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) {
+        match self.masks.as_mut() {
+            Some(masks) => {
+                let key = masks.next_mask();
+                self.write_header(fin, rsv, opcode, payload.len() as u64, Some(key));
+                self.output.push_masked(payload, key);
+            }
+            None => {
+                self.write_header(fin, rsv, opcode, payload.len() as u64, None);
+                self.output.push_copy(payload);
+            }
+        }
+    }
+}
+
+enum Step {
+    Event(Event),
+    Continue,
+    NeedMore,
+}
+
+/// Bytes a message may still grow by under the message size limit.
+fn message_budget(limit: Option<usize>, so_far: u64) -> usize {
+    match limit {
+        Some(limit) => (limit as u64).saturating_sub(so_far) as usize,
+        None => usize::MAX,
+    }
+}
+
+fn kind_opcode(kind: MessageKind) -> OpCode {
+    match kind {
+        MessageKind::Text => OpCode::Text,
+        MessageKind::Binary => OpCode::Binary,
+    }
+}
+
+fn ext_error(e: ExtensionError, size: u64, limit: Option<usize>) -> ProtocolError {
+    match e {
+        ExtensionError::TooLarge => ProtocolError::MessageTooLarge {
+            size: size.saturating_add(1),
+            limit: limit.unwrap_or(usize::MAX),
+        },
+        ExtensionError::Invalid(msg) => ProtocolError::Extension(msg),
+    }
+}
+
+/// Parses a close frame payload (RFC 6455 §5.5.1): empty, or a 2-byte code plus a UTF-8 reason.
+fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode::new(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(code.as_u16()));
+            }
+            let reason = utf8::validate(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some(CloseFrame::new(code, reason)))
+        }
+    }
+}
+
+/// Cuts a reason to the 123 bytes a close frame can carry, at a character boundary.
+fn truncate_reason(reason: &str) -> String {
+    if reason.len() <= MAX_CLOSE_REASON {
+        return reason.to_owned();
+    }
+    let mut end = MAX_CLOSE_REASON;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+/// Writes one streamed message through [`Connection::send_fragment`].
+#[derive(Debug)]
+pub struct MessageWriter<'a> {
+    conn: &'a mut Connection,
+    kind: MessageKind,
+}
+
+impl MessageWriter<'_> {
+    /// Queues `data` as a non-final fragment.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.conn.send_fragment(self.kind, data, false)
+    }
+
+    /// Queues `data` as the final fragment, ending the message.
+    pub fn finish(self, data: &[u8]) -> Result<(), Error> {
+        self.conn.send_fragment(self.kind, data, true)
+    }
+}
