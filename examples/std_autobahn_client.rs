@@ -12,7 +12,9 @@ use tidings_examples::blocking;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
     let agent = args.next().unwrap_or_else(|| "tidings".to_owned());
 
     let count = case_count(&url)?;
@@ -24,7 +26,10 @@ fn main() -> std::io::Result<()> {
             eprintln!("case {case}: {e}");
         }
     }
-    let mut ws = blocking::connect(&format!("{url}/updateReports?agent={agent}"), Config::default())?;
+    let mut ws = blocking::connect(
+        &format!("{url}/updateReports?agent={agent}"),
+        Config::default(),
+    )?;
     while ws.next_event()?.is_some() {}
     Ok(())
 }

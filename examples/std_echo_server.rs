@@ -12,9 +12,14 @@ use tidings_core::{Config, Event};
 use tidings_examples::blocking;
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let listener = TcpListener::bind(&addr)?;
-    println!("std_echo_server listening on ws://{}", listener.local_addr()?);
+    println!(
+        "std_echo_server listening on ws://{}",
+        listener.local_addr()?
+    );
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         std::thread::spawn(move || {

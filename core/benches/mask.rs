@@ -1,1 +1,2 @@
-fn main(){}
+//! Placeholder until the masking benchmark lands.
+fn main() {}

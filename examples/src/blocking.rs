@@ -61,7 +61,10 @@ impl BlockingWebSocket {
                 return Ok(None);
             }
             let now = Instant::now();
-            let wait = self.conn.poll_timeout().map(|t| t.saturating_duration_since(now));
+            let wait = self
+                .conn
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now));
             if wait == Some(Duration::ZERO) {
                 self.conn.handle_timeout(now);
                 continue;
@@ -70,7 +73,12 @@ impl BlockingWebSocket {
             match self.stream.read(&mut self.buf) {
                 Ok(0) => self.conn.receive_eof(Instant::now()),
                 Ok(n) => self.conn.receive(Instant::now(), &self.buf[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     self.conn.handle_timeout(Instant::now());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -105,16 +113,22 @@ impl BlockingWebSocket {
 fn is_disconnect(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
     )
 }
 
+/// The outcome of reading an HTTP head: the parsed value and the bytes after the head, or the parse
+/// error.
+type Head<T, E> = Result<(T, Vec<u8>), E>;
+
 /// Reads until `parse` completes on the bytes so far; returns its value and the bytes after the
-/// HTTP head. `Err` carries the parse error or an I/O error.
-fn read_head<T, E: std::fmt::Display>(
+/// HTTP head. The outer `Err` is an I/O error.
+fn read_head<T, E>(
     stream: &mut TcpStream,
     mut parse: impl FnMut(&[u8]) -> Result<Status<(T, usize)>, E>,
-) -> io::Result<Result<(T, Vec<u8>), (E, Vec<u8>)>> {
+) -> io::Result<Head<T, E>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -129,7 +143,7 @@ fn read_head<T, E: std::fmt::Display>(
                 let rest = head.split_off(consumed);
                 return Ok(Ok((value, rest)));
             }
-            Err(e) => return Ok(Err((e, head))),
+            Err(e) => return Ok(Err(e)),
         }
     }
 }
@@ -145,7 +159,9 @@ pub fn accept(
     let limits = Limits::default();
     let parsed = read_head(&mut stream, |buf| {
         match handshake::parse_request(buf, &limits) {
-            Ok(Status::Complete((req, n))) => req.accept(options).map(|resp| Status::Complete((resp, n))),
+            Ok(Status::Complete((req, n))) => {
+                req.accept(options).map(|resp| Status::Complete((resp, n)))
+            }
             Ok(Status::Partial) => Ok(Status::Partial),
             Err(e) => Err(e),
         }
@@ -156,7 +172,7 @@ pub fn accept(
             let conn = Connection::server(config, Instant::now());
             Ok(BlockingWebSocket::new(stream, conn, &leftover))
         }
-        Err((e, _)) => {
+        Err(e) => {
             if let Some(response) = e.response() {
                 let _ = stream.write_all(&response);
             }
@@ -168,7 +184,8 @@ pub fn accept(
 /// Client side: connects to a `ws://` URL, performs the handshake and returns the WebSocket.
 pub fn connect(url: &str, config: Config) -> io::Result<BlockingWebSocket> {
     let invalid = |e: handshake::HandshakeError| io::Error::new(io::ErrorKind::InvalidData, e);
-    let (request, info) = ClientRequest::from_url(url, handshake::generate_key()).map_err(invalid)?;
+    let (request, info) =
+        ClientRequest::from_url(url, handshake::generate_key()).map_err(invalid)?;
     if info.secure {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -179,8 +196,10 @@ pub fn connect(url: &str, config: Config) -> io::Result<BlockingWebSocket> {
     stream.set_nodelay(true)?;
     stream.write_all(&request.encode())?;
     let limits = Limits::default();
-    let parsed = read_head(&mut stream, |buf| handshake::parse_response(buf, &request, &limits))?;
-    let (_response, leftover) = parsed.map_err(|(e, _)| invalid(e))?;
+    let parsed = read_head(&mut stream, |buf| {
+        handshake::parse_response(buf, &request, &limits)
+    })?;
+    let (_response, leftover) = parsed.map_err(invalid)?;
     let conn = Connection::client(config, Instant::now());
     Ok(BlockingWebSocket::new(stream, conn, &leftover))
 }

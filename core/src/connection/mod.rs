@@ -12,18 +12,18 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 pub use config::{Config, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
+pub use masks::MaskSource;
 #[cfg(feature = "getrandom")]
 pub use masks::OsMasks;
-pub use masks::MaskSource;
 pub use timer::Timer;
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::error::{ConnectionError, Error, ProtocolError};
 use crate::ext::{Extension, ExtensionError};
+use crate::frame::EncodedFrame;
 use crate::frame::header::{FrameHeader, OpCode};
 use crate::frame::mask::apply_mask_offset;
 use crate::frame::utf8::{self, Utf8Validator};
-use crate::frame::EncodedFrame;
 use crate::message::{Message, MessageKind, Utf8Bytes};
 use output::Output;
 use timer::Timers;
@@ -204,7 +204,11 @@ impl Connection {
     }
 
     /// A client-side connection with an injected source of masking keys.
-    pub fn client_with_masks(config: Config, masks: impl MaskSource + 'static, now: Instant) -> Self {
+    pub fn client_with_masks(
+        config: Config,
+        masks: impl MaskSource + 'static,
+        now: Instant,
+    ) -> Self {
         Self::new(Role::Client, config, Some(Box::new(masks)), now)
     }
 
@@ -457,7 +461,12 @@ impl Connection {
     /// later ones must repeat it; `fin` ends the message. Control frames and `close` may be sent
     /// between fragments, whole messages may not. Text fragments are checked to form valid UTF-8
     /// together (a fragment may end inside a character).
-    pub fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), Error> {
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), Error> {
         self.check_can_send_data()?;
         let (opcode, mut utf8) = match &self.out_message {
             Some(m) if m.kind != kind => return Err(Error::MessageInProgress),
@@ -667,10 +676,7 @@ impl Connection {
             && let Some(limit) = self.config.max_frame_size
             && h.len > limit as u64
         {
-            return Err(ProtocolError::FrameTooLarge {
-                size: h.len,
-                limit,
-            });
+            return Err(ProtocolError::FrameTooLarge { size: h.len, limit });
         }
         let so_far = self.message.as_ref().map_or(0, |m| m.size);
         let transformed = match (&self.message, h.opcode) {
@@ -680,7 +686,11 @@ impl Connection {
         if let Some(limit) = self.config.max_message_size {
             // For transformed messages the wire size is bounded too; the decoded size is checked
             // as the extension produces it.
-            let wire_total = if transformed { h.len } else { so_far.saturating_add(h.len) };
+            let wire_total = if transformed {
+                h.len
+            } else {
+                so_far.saturating_add(h.len)
+            };
             if wire_total > limit as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     size: wire_total,
@@ -717,7 +727,9 @@ impl Connection {
                 apply_mask_offset(chunk, key, frame.checked);
             }
             if msg.kind == MessageKind::Text && msg.ext_rsv == 0 {
-                msg.utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)?;
+                msg.utf8
+                    .feed(chunk)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
             frame.checked = available;
         }
@@ -817,7 +829,9 @@ impl Connection {
         };
         let kind = msg.kind;
         if kind == MessageKind::Text {
-            msg.utf8.feed(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+            msg.utf8
+                .feed(&data)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
             if fin {
                 msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
             }
@@ -991,13 +1005,22 @@ impl Connection {
             }
             None => 0,
         };
-        self.close_sent = Some(frame.cloned().unwrap_or_else(|| {
-            CloseFrame::new(CloseCode::NO_STATUS, String::new())
-        }));
+        self.close_sent = Some(
+            frame
+                .cloned()
+                .unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, String::new())),
+        );
         self.write_frame(true, 0, OpCode::Close, &payload[..len]);
     }
 
-    fn write_header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: u64, mask: Option<[u8; 4]>) {
+    fn write_header(
+        &mut self,
+        fin: bool,
+        rsv: u8,
+        opcode: OpCode,
+        len: u64,
+        mask: Option<[u8; 4]>,
+    ) {
         let (bytes, n) = FrameHeader {
             fin,
             rsv,
@@ -1101,3 +1124,6 @@ impl MessageWriter<'_> {
         self.conn.send_fragment(self.kind, data, true)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,6 +46,10 @@ impl Utf8Validator {
 
     /// Ends the stream.
     pub fn finish(&mut self) -> Result<(), Utf8Error> {
-        if self.carry.is_empty() { Ok(()) } else { Err(Utf8Error) }
+        if self.carry.is_empty() {
+            Ok(())
+        } else {
+            Err(Utf8Error)
+        }
     }
 }

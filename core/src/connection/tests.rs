@@ -1,0 +1,263 @@
+//! Unit tests of the connection's extension hook and internal invariants. The full scenario and
+//! property suites live in the `tidings-tests` crate.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::frame::header::RSV1;
+
+/// XORs every byte with 0x55 and marks messages with RSV1.
+struct XorExt;
+
+impl Extension for XorExt {
+    fn rsv_bits(&self) -> u8 {
+        RSV1
+    }
+    fn encode(
+        &mut self,
+        _kind: MessageKind,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<Option<u8>, ExtensionError> {
+        out.extend(payload.iter().map(|b| b ^ 0x55));
+        Ok(Some(RSV1))
+    }
+    fn decode(
+        &mut self,
+        _rsv: u8,
+        payload: &[u8],
+        _fin: bool,
+        out: &mut BytesMut,
+        budget: usize,
+    ) -> Result<(), ExtensionError> {
+        if payload.len() > budget {
+            return Err(ExtensionError::TooLarge);
+        }
+        if payload.first() == Some(&0xFF) {
+            return Err(ExtensionError::Invalid("0xFF is not allowed".into()));
+        }
+        out.extend(payload.iter().map(|b| b ^ 0x55));
+        Ok(())
+    }
+}
+
+/// Expands every input byte into 1 KiB, like a decompression bomb; honours its budget.
+struct BombExt {
+    produced: usize,
+}
+
+impl Extension for BombExt {
+    fn rsv_bits(&self) -> u8 {
+        RSV1
+    }
+    fn encode(
+        &mut self,
+        _kind: MessageKind,
+        _payload: &[u8],
+        _out: &mut BytesMut,
+    ) -> Result<Option<u8>, ExtensionError> {
+        Ok(None)
+    }
+    fn decode(
+        &mut self,
+        _rsv: u8,
+        payload: &[u8],
+        _fin: bool,
+        out: &mut BytesMut,
+        budget: usize,
+    ) -> Result<(), ExtensionError> {
+        let mut left = budget;
+        for _ in payload {
+            let n = 1024.min(left);
+            out.extend(std::iter::repeat_n(0u8, n));
+            self.produced += n;
+            left -= n;
+            if left == 0 {
+                return Err(ExtensionError::TooLarge);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pair(now: Instant) -> (Connection, Connection) {
+    let client = Connection::client_with_masks(Config::default(), || [9, 8, 7, 6], now);
+    let server = Connection::server(Config::default(), now);
+    (client, server)
+}
+
+fn transfer(from: &mut Connection, to: &mut Connection, now: Instant) -> Vec<u8> {
+    let mut wire = Vec::new();
+    from.poll_transmit(&mut wire);
+    to.receive(now, &wire);
+    wire
+}
+
+fn events(conn: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| conn.poll_event()).collect()
+}
+
+/// A masked frame from a client, built by hand.
+fn client_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let (head, n) = FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask: Some(key),
+        len: payload.len() as u64,
+    }
+    .encode();
+    let mut out = head[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    crate::frame::mask::apply_mask(&mut out[start..], key);
+    out
+}
+
+fn close_code_on_wire(wire: &[u8]) -> Option<u16> {
+    let (h, n) = FrameHeader::decode(wire).ok()??;
+    (h.opcode == OpCode::Close && h.len >= 2).then(|| u16::from_be_bytes([wire[n], wire[n + 1]]))
+}
+
+#[test]
+fn extension_transforms_messages_both_ways_and_sets_rsv1() {
+    let now = Instant::now();
+    let (mut client, mut server) = pair(now);
+    client.set_extension(Box::new(XorExt));
+    server.set_extension(Box::new(XorExt));
+    client.send_text("héllo").unwrap();
+    let wire = transfer(&mut client, &mut server, now);
+    assert_eq!(wire[0] & 0x40, 0x40, "RSV1 set on the first frame");
+    assert_eq!(
+        events(&mut server),
+        vec![Event::Message(Message::text("héllo"))]
+    );
+    server.send_binary(&[1, 2, 3]).unwrap();
+    transfer(&mut server, &mut client, now);
+    assert_eq!(
+        events(&mut client),
+        vec![Event::Message(Message::binary(vec![1u8, 2, 3]))]
+    );
+}
+
+#[test]
+fn extension_applies_to_fragmented_messages_with_rsv1_on_first_frame_only() {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    let a: Vec<u8> = b"ab".iter().map(|b| b ^ 0x55).collect();
+    let c: Vec<u8> = b"cd".iter().map(|b| b ^ 0x55).collect();
+    let mut wire = client_frame(false, RSV1, OpCode::Text, &a);
+    wire.extend(client_frame(true, 0, OpCode::Continuation, &c));
+    server.receive(now, &wire);
+    assert_eq!(
+        events(&mut server),
+        vec![Event::Message(Message::text("abcd"))]
+    );
+}
+
+#[test]
+fn rsv1_on_a_continuation_frame_is_a_protocol_error() {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    let mut wire = client_frame(false, RSV1, OpCode::Text, b"a");
+    wire.extend(client_frame(true, RSV1, OpCode::Continuation, b"b"));
+    server.receive(now, &wire);
+    let evs = events(&mut server);
+    let Some(Event::Closed(outcome)) = evs.last() else {
+        panic!("no Closed: {evs:?}")
+    };
+    assert_eq!(
+        outcome.error,
+        Some(ConnectionError::Protocol(ProtocolError::ReservedBits(RSV1)))
+    );
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    assert_eq!(close_code_on_wire(&out), Some(1002));
+}
+
+#[test]
+fn rsv1_on_a_control_frame_is_a_protocol_error_even_with_an_extension() {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    server.receive(now, &client_frame(true, RSV1, OpCode::Ping, b"x"));
+    let evs = events(&mut server);
+    assert!(matches!(evs.last(), Some(Event::Closed(o)) if o.code == CloseCode::PROTOCOL_ERROR));
+}
+
+#[test]
+fn expanding_extension_stops_at_the_message_limit_with_1009() {
+    let now = Instant::now();
+    let limit = 64 * 1024;
+    let mut server = Connection::server(Config::default().max_message_size(Some(limit)), now);
+    server.set_extension(Box::new(BombExt { produced: 0 }));
+    // 1000 bytes that would expand to ~1 MB.
+    server.receive(now, &client_frame(true, RSV1, OpCode::Binary, &[0u8; 1000]));
+    let evs = events(&mut server);
+    let Some(Event::Closed(outcome)) = evs.last() else {
+        panic!("no Closed: {evs:?}")
+    };
+    assert_eq!(outcome.code, CloseCode::MESSAGE_TOO_BIG);
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    assert_eq!(close_code_on_wire(&out), Some(1009));
+}
+
+#[test]
+fn extension_decode_error_fails_with_1002() {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    server.receive(now, &client_frame(true, RSV1, OpCode::Binary, &[0xFF, 1]));
+    let evs = events(&mut server);
+    assert!(matches!(evs.last(), Some(Event::Closed(o)) if o.code == CloseCode::PROTOCOL_ERROR));
+}
+
+#[test]
+fn decoded_text_from_an_extension_is_utf8_checked() {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    // 0xC0 0xAF after decoding: an overlong encoding.
+    let payload = [0xC0 ^ 0x55, 0xAF ^ 0x55];
+    server.receive(now, &client_frame(true, RSV1, OpCode::Text, &payload));
+    let evs = events(&mut server);
+    assert!(matches!(evs.last(), Some(Event::Closed(o)) if o.code == CloseCode::INVALID_PAYLOAD));
+}
+
+#[test]
+fn messages_without_rsv1_bypass_the_extension() {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    server.receive(now, &client_frame(true, 0, OpCode::Text, b"plain"));
+    assert_eq!(
+        events(&mut server),
+        vec![Event::Message(Message::text("plain"))]
+    );
+}
+
+#[test]
+fn streaming_mode_runs_the_extension_per_frame() {
+    let now = Instant::now();
+    let mut server = Connection::server(Config::default().stream_incoming(true), now);
+    server.set_extension(Box::new(XorExt));
+    let a: Vec<u8> = b"ab".iter().map(|b| b ^ 0x55).collect();
+    let c: Vec<u8> = b"cd".iter().map(|b| b ^ 0x55).collect();
+    let mut wire = client_frame(false, RSV1, OpCode::Binary, &a);
+    wire.extend(client_frame(true, 0, OpCode::Continuation, &c));
+    server.receive(now, &wire);
+    let data: Vec<u8> = events(&mut server)
+        .into_iter()
+        .flat_map(|e| match e {
+            Event::Fragment(f) => f.data.to_vec(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(data, b"abcd");
+}
