@@ -261,3 +261,89 @@ fn streaming_mode_runs_the_extension_per_frame() {
         .collect();
     assert_eq!(data, b"abcd");
 }
+
+struct XorConfig;
+
+impl crate::ext::ExtensionConfig for XorConfig {
+    fn name(&self) -> &str {
+        "x-xor"
+    }
+    fn offers(&self) -> Vec<crate::handshake::ExtensionOffer> {
+        vec![crate::handshake::ExtensionOffer::new("x-xor").with_param("key", Some("85"))]
+    }
+    fn accept(
+        &self,
+        offer: &crate::handshake::ExtensionOffer,
+    ) -> Option<(crate::handshake::ExtensionOffer, Box<dyn Extension>)> {
+        // Decline offers with a parameter we do not know.
+        if offer.params.iter().any(|(k, _)| k != "key") {
+            return None;
+        }
+        Some((offer.clone(), Box::new(XorExt)))
+    }
+    fn confirm(
+        &self,
+        _response: &crate::handshake::ExtensionOffer,
+    ) -> Result<Box<dyn Extension>, ExtensionError> {
+        Ok(Box::new(XorExt))
+    }
+}
+
+#[test]
+fn extension_negotiated_through_the_handshake_declines_bad_offer_and_falls_back() {
+    use crate::handshake::{self, AcceptOptions, ClientRequest, Limits, Status};
+    let now = Instant::now();
+    let config = XorConfig;
+    let configs: [&dyn crate::ext::ExtensionConfig; 1] = [&config];
+    // The client's first offer carries an unknown parameter; the second is acceptable.
+    let request = ClientRequest::new("example.com", "/chat", [7; 16])
+        .unwrap()
+        .extension_offer("x-xor; bogus, x-xor; key=85")
+        .unwrap();
+    let wire = request.encode();
+    let Status::Complete((req, _)) = handshake::parse_request(&wire, &Limits::default()).unwrap()
+    else {
+        panic!("partial")
+    };
+    let (value, server_ext) = crate::ext::negotiate_server(&configs, &req.extensions()).unwrap();
+    assert_eq!(value, "x-xor; key=85");
+    let response = req.accept(&AcceptOptions::new().extensions(value)).unwrap();
+    let Status::Complete((resp, _)) =
+        handshake::parse_response(&response, &request, &Limits::default()).unwrap()
+    else {
+        panic!("partial")
+    };
+    let client_ext = crate::ext::negotiate_client(&configs, &resp.extensions)
+        .unwrap()
+        .unwrap();
+    let (mut client, mut server) = pair(now);
+    client.set_extension(client_ext);
+    server.set_extension(server_ext);
+    client.send_text("over the hook").unwrap();
+    let wire = transfer(&mut client, &mut server, now);
+    assert_eq!(wire[0] & 0x40, 0x40);
+    assert_eq!(
+        events(&mut server),
+        vec![Event::Message(Message::text("over the hook"))]
+    );
+}
+
+#[test]
+fn client_refuses_an_extension_response_it_did_not_offer_or_twice() {
+    use crate::handshake::ExtensionOffer;
+    let config = XorConfig;
+    let configs: [&dyn crate::ext::ExtensionConfig; 1] = [&config];
+    assert!(crate::ext::negotiate_client(&configs, &[ExtensionOffer::new("x-other")]).is_err());
+    assert!(
+        crate::ext::negotiate_client(
+            &configs,
+            &[ExtensionOffer::new("x-xor"), ExtensionOffer::new("x-xor")]
+        )
+        .is_err()
+    );
+    assert!(
+        crate::ext::negotiate_client(&configs, &[])
+            .unwrap()
+            .is_none()
+    );
+}

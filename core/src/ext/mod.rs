@@ -6,6 +6,11 @@
 //! (`Sec-WebSocket-Extensions`); the result is installed with
 //! [`crate::Connection::set_extension`]. permessage-deflate (RFC 7692) is built on this hook.
 //!
+//! Negotiation is the job of an [`ExtensionConfig`]: the client lists its offers, the server picks
+//! one from the client's offers (declining malformed ones and falling back to a later offer), and
+//! the client checks the server's answer. [`negotiate_server`] and [`negotiate_client`] run a list
+//! of configs over the parsed `Sec-WebSocket-Extensions` headers.
+//!
 //! Decoding is streamed frame by frame and receives the remaining byte budget of the message, so an
 //! extension that expands data (decompression) stops at the message-size limit and the connection
 //! fails with 1009 instead of exhausting memory.
@@ -14,6 +19,7 @@ use std::fmt;
 
 use bytes::BytesMut;
 
+use crate::handshake::ExtensionOffer;
 use crate::message::MessageKind;
 
 /// Why an extension could not decode incoming data.
@@ -69,4 +75,69 @@ pub trait Extension: Send {
         out: &mut BytesMut,
         budget: usize,
     ) -> Result<(), ExtensionError>;
+}
+
+/// Negotiates one extension during the handshake (RFC 6455 §9.1) and creates its per-connection
+/// instance.
+pub trait ExtensionConfig: Send + Sync {
+    /// The extension token, e.g. `permessage-deflate`.
+    fn name(&self) -> &str;
+
+    /// Client role: the offers to send, most preferred first (RFC 6455 §9.1: several offers of the
+    /// same extension with different parameters are allowed).
+    fn offers(&self) -> Vec<ExtensionOffer>;
+
+    /// Server role: answers one offer of this extension. `None` declines the offer (e.g. malformed
+    /// or unacceptable parameters), and the next offer is tried; otherwise returns the response
+    /// parameters for `Sec-WebSocket-Extensions` and the connection's instance.
+    fn accept(&self, offer: &ExtensionOffer) -> Option<(ExtensionOffer, Box<dyn Extension>)>;
+
+    /// Client role: checks the server's response to our offers; an error fails the handshake
+    /// (RFC 6455 §4.1: the client must fail if the server's response is not one it offered).
+    fn confirm(&self, response: &ExtensionOffer) -> Result<Box<dyn Extension>, ExtensionError>;
+}
+
+/// Server role: the first config (in the server's order of preference) that accepts one of the
+/// client's `offers` (tried in the client's order). Returns the `Sec-WebSocket-Extensions`
+/// response value and the instance to install with [`crate::Connection::set_extension`]; `None`
+/// when nothing was accepted (the connection runs without extensions). A connection runs at most
+/// one extension.
+pub fn negotiate_server(
+    configs: &[&dyn ExtensionConfig],
+    offers: &[ExtensionOffer],
+) -> Option<(String, Box<dyn Extension>)> {
+    configs.iter().find_map(|config| {
+        offers
+            .iter()
+            .filter(|o| o.name.eq_ignore_ascii_case(config.name()))
+            .find_map(|o| config.accept(o))
+            .map(|(response, instance)| (response.to_header_value(), instance))
+    })
+}
+
+/// Client role: matches the server's `Sec-WebSocket-Extensions` response against the configs we
+/// offered. No response means no extension; more than one accepted extension, or one we did not
+/// offer, is an error (the client must then fail the connection, RFC 6455 §4.1).
+pub fn negotiate_client(
+    configs: &[&dyn ExtensionConfig],
+    responses: &[ExtensionOffer],
+) -> Result<Option<Box<dyn Extension>>, ExtensionError> {
+    let [response] = responses else {
+        return match responses {
+            [] => Ok(None),
+            _ => Err(ExtensionError::Invalid(
+                "server accepted more than one extension".into(),
+            )),
+        };
+    };
+    let config = configs
+        .iter()
+        .find(|c| c.name().eq_ignore_ascii_case(&response.name))
+        .ok_or_else(|| {
+            ExtensionError::Invalid(format!(
+                "server accepted extension {} that was not offered",
+                response.name
+            ))
+        })?;
+    config.confirm(response).map(Some)
 }
