@@ -89,6 +89,7 @@ mod frame;
 pub mod handshake;
 mod message;
 mod raw;
+pub mod sse;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 #[cfg(feature = "getrandom")]
