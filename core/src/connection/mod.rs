@@ -49,11 +49,17 @@ pub enum Initiator {
 /// How a connection ended: the terminal [`Event::Closed`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseOutcome {
-    /// The code of the close frame that started the close (ours or the peer's), 1005 when the
-    /// peer's frame carried none, 1006 when the connection ended without a close handshake.
+    /// The connection close code of RFC 6455 §7.1.5: the code of the close frame received from
+    /// the peer, 1005 when that frame carried none, 1006 when none arrived (a failed connection,
+    /// a timeout, EOF).
     pub code: CloseCode,
-    /// The reason that went with `code`.
+    /// The connection close reason of RFC 6455 §7.1.6: the reason in the peer's close frame.
     pub reason: String,
+    /// The close frame this endpoint sent, if it carried a code: the code given to
+    /// [`Connection::close`], the echo of the peer's code, or the failure code (1002, 1007, 1009)
+    /// when this endpoint failed the connection. `None` if no close frame was sent, or only an
+    /// empty one (the reply to an empty close).
+    pub sent: Option<CloseFrame>,
     /// Who started the close.
     pub initiator: Initiator,
     /// Whether both close frames were exchanged (RFC 6455 §7.1.4 "closed cleanly").
@@ -174,7 +180,7 @@ pub struct Connection {
     last_rx: Instant,
     masks: Option<Box<dyn MaskSource>>,
     extension: Option<Box<dyn Extension>>,
-    /// The close frame we sent, if any.
+    /// The close frame we sent, if it carried a code.
     close_sent: Option<CloseFrame>,
     ping_counter: u64,
     scratch: BytesMut,
@@ -342,23 +348,15 @@ impl Connection {
             }
             match timer {
                 Timer::Close => match self.state {
-                    State::CloseSent => self.terminate(
-                        CloseCode::ABNORMAL,
-                        String::new(),
-                        Initiator::Local,
-                        Some(ConnectionError::CloseTimeout),
-                    ),
+                    State::CloseSent => {
+                        self.terminate(Initiator::Local, None, Some(ConnectionError::CloseTimeout))
+                    }
                     State::Closed => self.transport_done = true,
                     State::Open => {}
                 },
                 Timer::Pong => {
                     if self.state != State::Closed {
-                        self.terminate(
-                            CloseCode::ABNORMAL,
-                            String::new(),
-                            Initiator::Local,
-                            Some(ConnectionError::PongTimeout),
-                        );
+                        self.terminate(Initiator::Local, None, Some(ConnectionError::PongTimeout));
                     }
                 }
                 Timer::Idle => {
@@ -551,13 +549,12 @@ impl Connection {
         match self.decode() {
             Ok(Some(event)) => Some(event),
             Ok(None) if self.eof => {
-                self.terminate(
-                    CloseCode::ABNORMAL,
-                    String::new(),
-                    Initiator::Remote,
-                    Some(ConnectionError::UnexpectedEof),
-                );
-                self.transport_done = true;
+                // If our close frame is out, the close was ours; the peer just never answered it.
+                let initiator = match self.state {
+                    State::CloseSent => Initiator::Local,
+                    _ => Initiator::Remote,
+                };
+                self.terminate(initiator, None, Some(ConnectionError::UnexpectedEof));
                 self.pending.pop_front()
             }
             Ok(None) => None,
@@ -853,7 +850,9 @@ impl Connection {
     ) -> Result<Option<Event>, ProtocolError> {
         match opcode {
             OpCode::Ping => {
-                if self.config.auto_pong && self.state == State::Open {
+                // RFC 6455 §5.5.2: answer unless the peer's close already arrived (then the state
+                // is Closed and no frame is decoded at all); having sent our close is no excuse.
+                if self.config.auto_pong {
                     self.write_frame(true, 0, OpCode::Pong, &payload);
                 }
                 Ok(Some(Event::Ping(payload)))
@@ -873,12 +872,7 @@ impl Connection {
                     }
                     _ => Initiator::Local,
                 };
-                let (code, reason) = match (initiator, &self.close_sent, &frame) {
-                    (Initiator::Local, Some(ours), _) => (ours.code, ours.reason.clone()),
-                    (_, _, Some(theirs)) => (theirs.code, theirs.reason.clone()),
-                    _ => (CloseCode::NO_STATUS, String::new()),
-                };
-                self.terminate(code, reason, initiator, None);
+                self.terminate(initiator, Some(frame.clone()), None);
                 // RFC 6455 §7.1.1: the server closes the TCP connection first; the client waits
                 // for that, bounded by the close timeout.
                 match self.role {
@@ -905,28 +899,32 @@ impl Connection {
     /// Fails the connection (RFC 6455 §7.1.7): queue a close frame with the error's code unless
     /// one was sent already, and end it.
     fn fail(&mut self, error: ProtocolError) {
-        let code = error.close_code();
-        let reason = truncate_reason(&error.to_string());
         if self.state == State::Open {
-            self.write_close(Some(&CloseFrame::new(code, reason.clone())));
+            let reason = truncate_reason(&error.to_string());
+            self.write_close(Some(&CloseFrame::new(error.close_code(), reason)));
         }
         self.terminate(
-            code,
-            reason,
             Initiator::Local,
+            None,
             Some(ConnectionError::Protocol(error)),
         );
-        self.transport_done = true;
     }
 
-    /// Ends the connection: state, timers, buffers and the terminal event.
+    /// Ends the connection: state, timers, buffers and the terminal event. `received` is the
+    /// peer's close frame payload if one arrived (`Some(None)` when it carried no code).
     fn terminate(
         &mut self,
-        code: CloseCode,
-        reason: String,
         initiator: Initiator,
+        received: Option<Option<CloseFrame>>,
         error: Option<ConnectionError>,
     ) {
+        // RFC 6455 §7.1.5, §7.1.6: the connection close code and reason are those of the close
+        // frame received; 1005 if it had no code, 1006 if none arrived.
+        let (code, reason) = match received {
+            Some(Some(frame)) => (frame.code, frame.reason),
+            Some(None) => (CloseCode::NO_STATUS, String::new()),
+            None => (CloseCode::ABNORMAL, String::new()),
+        };
         if error.is_some() {
             self.transport_done = true;
         }
@@ -938,6 +936,7 @@ impl Connection {
         self.pending.push_back(Event::Closed(CloseOutcome {
             code,
             reason,
+            sent: self.close_sent.clone(),
             initiator,
             clean: false,
             error,
@@ -982,8 +981,12 @@ impl Connection {
         }
     }
 
+    /// Control frames may still be sent after our close frame (RFC 6455 §5.5.1 forbids only data
+    /// frames), never after the connection is closed.
     fn check_control(&self, payload: &[u8]) -> Result<(), Error> {
-        self.check_can_send_data()?;
+        if self.state == State::Closed {
+            return Err(Error::Closed);
+        }
         if payload.len() > 125 {
             return Err(Error::ControlPayloadTooLong(payload.len()));
         }
@@ -1005,11 +1008,7 @@ impl Connection {
             }
             None => 0,
         };
-        self.close_sent = Some(
-            frame
-                .cloned()
-                .unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, String::new())),
-        );
+        self.close_sent = frame.map(|f| CloseFrame::new(f.code, truncate_reason(&f.reason)));
         self.write_frame(true, 0, OpCode::Close, &payload[..len]);
     }
 
