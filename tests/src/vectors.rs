@@ -36,7 +36,7 @@ pub enum Expect {
     CloseReceived(Option<u16>),
     /// `Closed` without an error, with this code.
     Closed(u16),
-    /// `Closed` with a protocol error and this code; a close frame with the code was queued.
+    /// `Closed` with a protocol error; a close frame with this code was sent.
     Fail(u16),
 }
 
@@ -221,6 +221,10 @@ pub fn check(v: &Vector, events: &[Event], output: &[u8]) -> Result<(), String> 
     Ok(())
 }
 
+/// A failed connection: the close frame it sent carries `code`, and as no close frame was
+/// received its connection close code is 1006 (RFC 6455 §7.1.5).
 fn is_protocol_failure(o: &CloseOutcome, code: u16) -> bool {
-    o.code.as_u16() == code && o.error.as_ref().and_then(|e| e.protocol()).is_some()
+    o.sent.as_ref().map(|f| f.code.as_u16()) == Some(code)
+        && o.code.as_u16() == 1006
+        && o.error.as_ref().and_then(|e| e.protocol()).is_some()
 }
