@@ -442,7 +442,10 @@ fn simultaneous_close_is_clean_on_both_sides() {
     // Each reports the code it received (RFC 6455 §7.1.5) and the one it sent.
     assert_eq!((c.code, s.code), (CloseCode::GOING_AWAY, CloseCode::NORMAL));
     assert_eq!(
-        (c.sent.as_ref().map(|f| f.code), s.sent.as_ref().map(|f| f.code)),
+        (
+            c.sent.as_ref().map(|f| f.code),
+            s.sent.as_ref().map(|f| f.code)
+        ),
         (Some(CloseCode::NORMAL), Some(CloseCode::GOING_AWAY))
     );
     // Exactly one close frame each way.
@@ -716,7 +719,10 @@ fn idle_timeout_closes_with_1000_idle_timeout() {
     assert!(pair.server_closed().is_none());
     pair.run_for(Duration::from_millis(1));
     let s = pair.server_closed().expect("server closed");
-    assert_eq!(s.sent, Some(CloseFrame::new(CloseCode::NORMAL, "idle timeout")));
+    assert_eq!(
+        s.sent,
+        Some(CloseFrame::new(CloseCode::NORMAL, "idle timeout"))
+    );
     // The client echoed the code without a reason (RFC 6455 §5.5.1, §7.1.5).
     assert_eq!(s.code, CloseCode::NORMAL);
     assert_eq!(s.initiator, Initiator::Local);
@@ -749,7 +755,10 @@ fn idle_timeout_is_reset_by_data_messages_but_not_by_pings() {
     // Now only the client's keepalive pings arrive.
     pair.run_for(SECS(31));
     let s = pair.server_closed().expect("idle close despite pings");
-    assert_eq!(s.sent.as_ref().map(|f| f.reason.as_str()), Some("idle timeout"));
+    assert_eq!(
+        s.sent.as_ref().map(|f| f.reason.as_str()),
+        Some("idle timeout")
+    );
     assert!(pair.elapsed() - t0 >= SECS(30));
 }
 
@@ -782,7 +791,11 @@ fn assert_peer_fault(
         Some(code),
         "{receiver:?} {bytes:02x?}: {o:?}"
     );
-    assert_eq!(o.code, CloseCode::ABNORMAL, "{receiver:?} {bytes:02x?}: {o:?}");
+    assert_eq!(
+        o.code,
+        CloseCode::ABNORMAL,
+        "{receiver:?} {bytes:02x?}: {o:?}"
+    );
     assert_eq!(o.initiator, Initiator::Local);
     assert!(!o.clean);
     let err = o.error.as_ref().and_then(|e| e.protocol());

@@ -407,7 +407,12 @@ fn check_side(name: &str, events: &[Event]) -> Result<(), TestCaseError> {
             Some(ConnectionError::Protocol(e)) => {
                 prop_assert_eq!(o.code, CloseCode::ABNORMAL);
                 let sent = o.sent.as_ref().map(|f| f.code);
-                prop_assert!(sent.is_some(), "{}: failed without a close frame: {:?}", name, o);
+                prop_assert!(
+                    sent.is_some(),
+                    "{}: failed without a close frame: {:?}",
+                    name,
+                    o
+                );
                 // (The exact failure code per fault is checked in `pair.rs`; here an earlier
                 // close command may have sent any sendable code.)
                 prop_assert!(
