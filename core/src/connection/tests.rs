@@ -192,7 +192,9 @@ fn rsv1_on_a_control_frame_is_a_protocol_error_even_with_an_extension() {
     server.set_extension(Box::new(XorExt));
     server.receive(now, &client_frame(true, RSV1, OpCode::Ping, b"x"));
     let evs = events(&mut server);
-    assert!(matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::PROTOCOL_ERROR)));
+    assert!(
+        matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::PROTOCOL_ERROR))
+    );
 }
 
 #[test]
@@ -208,7 +210,11 @@ fn expanding_extension_stops_at_the_message_limit_with_1009() {
         panic!("no Closed: {evs:?}")
     };
     assert_eq!(sent_code(outcome), Some(CloseCode::MESSAGE_TOO_BIG));
-    assert_eq!(outcome.code, CloseCode::ABNORMAL, "no close frame was received");
+    assert_eq!(
+        outcome.code,
+        CloseCode::ABNORMAL,
+        "no close frame was received"
+    );
     let mut out = Vec::new();
     server.poll_transmit(&mut out);
     assert_eq!(close_code_on_wire(&out), Some(1009));
@@ -221,7 +227,9 @@ fn extension_decode_error_fails_with_1002() {
     server.set_extension(Box::new(XorExt));
     server.receive(now, &client_frame(true, RSV1, OpCode::Binary, &[0xFF, 1]));
     let evs = events(&mut server);
-    assert!(matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::PROTOCOL_ERROR)));
+    assert!(
+        matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::PROTOCOL_ERROR))
+    );
 }
 
 #[test]
@@ -233,7 +241,9 @@ fn decoded_text_from_an_extension_is_utf8_checked() {
     let payload = [0xC0 ^ 0x55, 0xAF ^ 0x55];
     server.receive(now, &client_frame(true, RSV1, OpCode::Text, &payload));
     let evs = events(&mut server);
-    assert!(matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::INVALID_PAYLOAD)));
+    assert!(
+        matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::INVALID_PAYLOAD))
+    );
 }
 
 #[test]
