@@ -363,3 +363,49 @@ fn client_refuses_an_extension_response_it_did_not_offer_or_twice() {
             .is_none()
     );
 }
+
+#[test]
+fn connection_is_send_so_adapters_can_move_it_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Connection>();
+    assert_send::<Event>();
+}
+
+#[test]
+fn reading_straight_into_the_input_buffer_decodes_like_receive() {
+    let now = Instant::now();
+    let (mut client, mut server) = pair(now);
+    client.send_text("zero copy read").unwrap();
+    let mut wire = Vec::new();
+    client.poll_transmit(&mut wire);
+    server.input_buffer().extend_from_slice(&wire);
+    server.received(now);
+    assert_eq!(
+        events(&mut server),
+        vec![Event::Message(Message::text("zero copy read"))]
+    );
+}
+
+#[test]
+fn large_server_payloads_are_queued_by_reference_and_written_in_order() {
+    let now = Instant::now();
+    let (mut client, mut server) = pair(now);
+    let big = bytes::Bytes::from(vec![42u8; 100_000]);
+    server.send_text("before").unwrap();
+    server.send(Message::Binary(big.clone())).unwrap();
+    server.send_text("after").unwrap();
+    // Header+small frames, the shared payload, then the rest: three slices.
+    let mut slices = [IoSlice::new(&[]); 8];
+    let n = server.transmit_slices(&mut slices);
+    assert_eq!(n, 3);
+    assert_eq!(slices[1].as_ptr(), big.as_ptr(), "payload not copied");
+    transfer(&mut server, &mut client, now);
+    assert_eq!(
+        events(&mut client),
+        vec![
+            Event::Message(Message::text("before")),
+            Event::Message(Message::Binary(big)),
+            Event::Message(Message::text("after")),
+        ]
+    );
+}
