@@ -385,27 +385,21 @@ impl Connection {
 
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.send_payload(MessageKind::Text, text.as_bytes(), None)
+        self.send_payload(MessageKind::Text, Payload::Borrowed(text.as_bytes()))
     }
 
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.send_payload(MessageKind::Binary, data, None)
+        self.send_payload(MessageKind::Binary, Payload::Borrowed(data))
     }
 
     /// Queues a message. On the server side a large payload is queued by reference, not copied.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         let kind = message.kind();
-        let bytes = message.into_bytes();
-        self.send_payload(kind, &bytes.clone(), Some(bytes))
+        self.send_payload(kind, Payload::Shared(message.into_bytes()))
     }
 
-    fn send_payload(
-        &mut self,
-        kind: MessageKind,
-        data: &[u8],
-        shared: Option<Bytes>,
-    ) -> Result<(), Error> {
+    fn send_payload(&mut self, kind: MessageKind, payload: Payload<'_>) -> Result<(), Error> {
         self.check_can_send_data()?;
         if self.out_message.is_some() {
             return Err(Error::MessageInProgress);
@@ -414,7 +408,7 @@ impl Connection {
         if let Some(ext) = self.extension.as_mut() {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
-            match ext.encode(kind, data, &mut scratch) {
+            match ext.encode(kind, payload.as_slice(), &mut scratch) {
                 Ok(Some(rsv)) => {
                     self.write_frame(true, rsv, opcode, &scratch);
                     self.scratch = scratch;
@@ -427,12 +421,12 @@ impl Connection {
                 }
             }
         }
-        match shared {
-            Some(bytes) if self.role == Role::Server => {
+        match payload {
+            Payload::Shared(bytes) if self.role == Role::Server => {
                 self.write_header(true, 0, opcode, bytes.len() as u64, None);
                 self.output.push_shared(bytes);
             }
-            _ => self.write_frame(true, 0, opcode, data),
+            other => self.write_frame(true, 0, opcode, other.as_slice()),
         }
         Ok(())
     }
@@ -1042,6 +1036,21 @@ impl Connection {
                 self.write_header(fin, rsv, opcode, payload.len() as u64, None);
                 self.output.push_copy(payload);
             }
+        }
+    }
+}
+
+/// A payload to send: borrowed (always copied) or shared (queued by reference when large).
+enum Payload<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Bytes),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(s) => s,
+            Payload::Shared(b) => b,
         }
     }
 }
