@@ -71,6 +71,17 @@ impl CloseCode {
         matches!(self.0, 0..=999 | 1004 | 1016..=2999)
     }
 
+    /// Whether this code lies in 3000–3999, registered with IANA for libraries, frameworks and
+    /// applications (RFC 6455 §7.4.2).
+    pub const fn is_registered_range(self) -> bool {
+        matches!(self.0, 3000..=3999)
+    }
+
+    /// Whether this code lies in 4000–4999, reserved for private use (RFC 6455 §7.4.2).
+    pub const fn is_private_range(self) -> bool {
+        matches!(self.0, 4000..=4999)
+    }
+
     /// Whether this code means a normal end of the conversation (1000 normal, 1001 going away).
     pub const fn is_normal(self) -> bool {
         matches!(self.0, 1000 | 1001)
@@ -176,5 +187,12 @@ mod tests {
         assert!(CloseCode::GOING_AWAY.is_normal());
         assert!(!CloseCode::PROTOCOL_ERROR.is_normal());
         assert!(CloseCode::new(1004).is_reserved());
+        assert!(
+            CloseCode::new(3000).is_registered_range()
+                && !CloseCode::new(4000).is_registered_range()
+        );
+        assert!(
+            CloseCode::new(4999).is_private_range() && !CloseCode::new(5000).is_private_range()
+        );
     }
 }

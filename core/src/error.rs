@@ -129,6 +129,20 @@ impl ConnectionError {
     }
 }
 
+impl ConnectionError {
+    /// The close code this endpoint sent when it failed the connection for a protocol error;
+    /// `None` for timeouts and EOF, which send no close frame.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.protocol().map(ProtocolError::close_code)
+    }
+
+    /// Whether the peer is unreachable or gone (pong timeout, close timeout, EOF) rather than
+    /// misbehaving.
+    pub fn is_peer_gone(&self) -> bool {
+        !matches!(self, ConnectionError::Protocol(_))
+    }
+}
+
 impl fmt::Display for ConnectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -183,6 +197,14 @@ pub enum Error {
     Extension(String),
 }
 
+impl Error {
+    /// Whether the command failed because the connection is closing or closed — the expected
+    /// end of a send loop rather than a bug.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::Closed | Error::Closing)
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -202,3 +224,29 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_follow_the_kind_of_fault() {
+        assert_eq!(
+            ProtocolError::InvalidUtf8.close_code(),
+            CloseCode::INVALID_PAYLOAD
+        );
+        let too_big = ProtocolError::FrameTooLarge { size: 2, limit: 1 };
+        assert_eq!(too_big.close_code(), CloseCode::MESSAGE_TOO_BIG);
+        assert_eq!(
+            ProtocolError::UnmaskedFrame.close_code(),
+            CloseCode::PROTOCOL_ERROR
+        );
+        let e = ConnectionError::Protocol(ProtocolError::InvalidUtf8);
+        assert_eq!(e.close_code(), Some(CloseCode::INVALID_PAYLOAD));
+        assert!(!e.is_peer_gone());
+        assert_eq!(ConnectionError::PongTimeout.close_code(), None);
+        assert!(ConnectionError::UnexpectedEof.is_peer_gone());
+        assert!(Error::Closed.is_closed() && Error::Closing.is_closed());
+        assert!(!Error::InvalidUtf8.is_closed());
+    }
+}
