@@ -728,3 +728,4 @@ pub fn reassemble(frames: &[WireFrame]) -> Option<Vec<WireMessage>> {
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+pub mod fuzz;

@@ -1,0 +1,1814 @@
+//! Fuzz target bodies (habit 9: fuzz targets are also tests).
+//!
+//! Each `pub fn` here is the whole body of one cargo-fuzz target in `fuzz/fuzz_targets/`, and
+//! `tests/tests/fuzz_seeds.rs` runs it over the committed seed corpus `fuzz/corpus/<target>/`, so
+//! CI exercises every target even where libFuzzer does not run.
+//!
+//! The bodies check properties, not only the absence of panics; a broken property panics with a
+//! message that names it:
+//!
+//! * [`frame_server`], [`frame_client`]: raw wire bytes into one connection of that role, chunked,
+//!   with an echoing application; the output is decoded and compared with a model of what the
+//!   connection must have written (echoes, pongs, close replies, the failure close code).
+//! * [`handshake_request`], [`handshake_response`]: the two handshake parsers; prefix consistency,
+//!   the `101` that `accept` builds, the status and response of every error.
+//! * [`stateful`]: a script of commands, deliveries, corruption, clock steps and EOFs on an
+//!   in-memory client/server pair; local errors are predicted exactly, and messages sent over an
+//!   uncorrupted direction arrive intact and in order.
+//! * [`utf8_incremental`]: [`Utf8Validator`] fed in chunks agrees with `std::str::from_utf8`.
+//!
+//! Input layouts are documented on each function; bytes past the end of the input read as `0`.
+
+use std::time::{Duration, Instant};
+
+use tidings_core::handshake::{
+    self, AcceptOptions, ClientRequest, HandshakeError, Limits, OriginPolicy, Status,
+};
+use tidings_core::mask::apply_mask;
+use tidings_core::{
+    CloseCode, CloseOutcome, Config, Connection, ConnectionError, EncodedFrame, Error, Event,
+    FrameHeader, Initiator, MAX_CLOSE_REASON, Message, MessageKind, OpCode, ProtocolError, Role,
+    Utf8Validator,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Reads fuzz input front to back; past the end every byte is `0`.
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Cursor { data, pos: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+
+    /// Up to `n` bytes (fewer at the end of the input).
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let start = self.pos.min(self.data.len());
+        let end = start.saturating_add(n).min(self.data.len());
+        self.pos = end;
+        &self.data[start..end]
+    }
+}
+
+/// A small deterministic generator (xorshift32) for chunk sizes and masking keys.
+#[derive(Clone, Debug)]
+struct Rng(u32);
+
+impl Rng {
+    fn new(seed: u32) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9) | 1)
+    }
+
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+
+    /// A value in `1..=max` (`max >= 1`).
+    fn range1(&mut self, max: usize) -> usize {
+        1 + (self.next() as usize) % max.max(1)
+    }
+}
+
+/// A deterministic mask source for client connections.
+fn masks(seed: u32) -> impl FnMut() -> [u8; 4] + Send + 'static {
+    let mut rng = Rng::new(seed);
+    move || rng.next().to_le_bytes()
+}
+
+fn new_connection(role: Role, config: Config, now: Instant, seed: u32) -> Connection {
+    match role {
+        Role::Server => Connection::server(config, now),
+        Role::Client => Connection::client_with_masks(config, masks(seed), now),
+    }
+}
+
+/// One frame a connection wrote, payload unmasked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OutFrame {
+    fin: bool,
+    opcode: OpCode,
+    payload: Vec<u8>,
+}
+
+impl OutFrame {
+    fn close_code(&self) -> Option<u16> {
+        match (self.opcode, self.payload.as_slice()) {
+            (OpCode::Close, [hi, lo, ..]) => Some(u16::from_be_bytes([*hi, *lo])),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes everything a connection of `role` wrote. Panics unless the bytes are a sequence of
+/// complete, valid frames, masked exactly when the writer is a client (RFC 6455 §5.1, §5.3), with
+/// no RSV bits (no extension is negotiated here).
+fn decode_output(role: Role, wire: &[u8]) -> Vec<OutFrame> {
+    let mut frames = Vec::new();
+    let mut pos = 0;
+    while pos < wire.len() {
+        let (header, hlen) = match FrameHeader::decode(&wire[pos..]) {
+            Ok(Some(h)) => h,
+            Ok(None) => panic!("{role:?} output ends inside a frame header at byte {pos}"),
+            Err(e) => panic!("{role:?} output has an invalid frame header at byte {pos}: {e}"),
+        };
+        match role {
+            Role::Client => assert!(header.mask.is_some(), "client wrote an unmasked frame"),
+            Role::Server => assert!(header.mask.is_none(), "server wrote a masked frame"),
+        }
+        assert_eq!(
+            header.rsv, 0,
+            "{role:?} wrote RSV bits without an extension"
+        );
+        let start = pos + hlen;
+        let end = usize::try_from(header.len)
+            .ok()
+            .and_then(|len| start.checked_add(len))
+            .filter(|end| *end <= wire.len())
+            .unwrap_or_else(|| panic!("{role:?} output ends inside a frame payload at {pos}"));
+        let mut payload = wire[start..end].to_vec();
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key);
+        }
+        frames.push(OutFrame {
+            fin: header.fin,
+            opcode: header.opcode,
+            payload,
+        });
+        pos = end;
+    }
+    frames
+}
+
+/// Rules every output stream follows whatever happened: well-formed fragmentation (RFC 6455
+/// §5.4), at most one close frame and no data frame after it (§5.5.1; control frames may follow),
+/// a valid close payload (§5.5.1, §7.4). Returns the close frame's code (`Some(None)` for a close
+/// frame without one).
+fn check_output_rules(role: Role, frames: &[OutFrame]) -> Option<Option<u16>> {
+    let mut in_message = false;
+    let mut close: Option<Option<u16>> = None;
+    for (i, f) in frames.iter().enumerate() {
+        let after_close = close.is_some();
+        match f.opcode {
+            OpCode::Text | OpCode::Binary => {
+                assert!(
+                    !after_close,
+                    "{role:?} wrote data frame {i} after its close frame"
+                );
+                assert!(!in_message, "{role:?} started a message inside another");
+                in_message = !f.fin;
+            }
+            OpCode::Continuation => {
+                assert!(
+                    !after_close,
+                    "{role:?} wrote data frame {i} after its close frame"
+                );
+                assert!(
+                    in_message,
+                    "{role:?} wrote a continuation outside a message"
+                );
+                in_message = !f.fin;
+            }
+            OpCode::Ping | OpCode::Pong => {
+                assert!(
+                    f.payload.len() <= 125,
+                    "{role:?} wrote a long control frame"
+                );
+            }
+            OpCode::Close => {
+                assert!(!after_close, "{role:?} wrote a second close frame");
+                match f.payload.as_slice() {
+                    [] => {}
+                    [_] => panic!("{role:?} wrote a close frame with a 1-byte payload"),
+                    [_, _, reason @ ..] => {
+                        let code = f.close_code().unwrap_or_default();
+                        assert!(
+                            CloseCode::new(code).is_sendable(),
+                            "{role:?} wrote close code {code}, which may not be sent"
+                        );
+                        assert!(reason.len() <= MAX_CLOSE_REASON, "close reason too long");
+                        assert!(
+                            std::str::from_utf8(reason).is_ok(),
+                            "{role:?} wrote a close reason that is not UTF-8"
+                        );
+                    }
+                }
+                close = Some(f.close_code());
+            }
+        }
+    }
+    close
+}
+
+/// Whether `bytes` could still become valid UTF-8 with more bytes appended.
+fn utf8_prefix_ok(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
+}
+
+fn check_message(m: &Message, limit: Option<usize>, who: &str) {
+    if let Message::Text(t) = m {
+        assert!(
+            std::str::from_utf8(t.as_bytes()).is_ok(),
+            "{who}: text message is not UTF-8"
+        );
+        assert!(m.as_text().is_some(), "{who}: text message without text");
+    }
+    if let Some(limit) = limit {
+        assert!(
+            m.len() <= limit,
+            "{who}: message of {} bytes over the limit {limit}",
+            m.len()
+        );
+    }
+}
+
+fn check_close_frame(cf: &Option<tidings_core::CloseFrame>, who: &str) {
+    if let Some(cf) = cf {
+        assert!(
+            cf.code.is_sendable(),
+            "{who}: CloseReceived with code {}",
+            cf.code.as_u16()
+        );
+        assert!(cf.reason.len() <= MAX_CLOSE_REASON, "{who}: long reason");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame targets
+// ---------------------------------------------------------------------------------------------
+
+const FRAME_LIMITS: [Option<usize>; 16] = [
+    Some(0),
+    Some(1),
+    Some(7),
+    Some(8),
+    Some(64),
+    Some(125),
+    Some(126),
+    Some(200),
+    Some(256),
+    Some(1000),
+    Some(4096),
+    Some(4097),
+    Some(16384),
+    Some(65535),
+    Some(65536),
+    None,
+];
+
+const MESSAGE_LIMITS: [Option<usize>; 16] = [
+    Some(0),
+    Some(1),
+    Some(8),
+    Some(16),
+    Some(100),
+    Some(128),
+    Some(256),
+    Some(1000),
+    Some(4096),
+    Some(5000),
+    Some(16384),
+    Some(65536),
+    Some(100_000),
+    Some(1 << 20),
+    Some(tidings_core::DEFAULT_MAX_MESSAGE_SIZE),
+    None,
+];
+
+/// How the input is cut into reads.
+struct Chunker {
+    mode: u8,
+    param: usize,
+    rng: Rng,
+}
+
+impl Chunker {
+    fn next(&mut self) -> usize {
+        match self.mode {
+            0 => usize::MAX,
+            1 | 6 => self.param + 1,
+            2 => 1,
+            3 | 7 => self.rng.range1(self.param + 1),
+            4 => self.rng.range1(16),
+            _ => (self.param % 16) + 1,
+        }
+    }
+
+    /// Reads go through `input_buffer()` + `received()` (the zero-copy adapter path).
+    fn via_input_buffer(&self) -> bool {
+        matches!(self.mode, 6 | 7)
+    }
+}
+
+/// What the connection must have written, in order.
+#[derive(Debug)]
+enum Expect {
+    Frame(OutFrame),
+    /// The close frame of a failed connection: the code is checked, the reason is free text.
+    FailClose(u16),
+}
+
+/// The application side of a frame target: checks every event and echoes data back.
+struct FrameApp {
+    role: Role,
+    auto_pong: bool,
+    stream: bool,
+    echo_mode: u8,
+    message_limit: Option<usize>,
+    close_after: Option<usize>,
+    eof_given: bool,
+    events: usize,
+    /// We wrote a close frame (our close, a reply, or the failure's).
+    close_written: bool,
+    /// Our own `close` call succeeded, with this code.
+    local_close: Option<u16>,
+    /// The code of the close frame we wrote (what `CloseOutcome::sent` must carry).
+    sent_code: Option<u16>,
+    closed: Option<CloseOutcome>,
+    /// The previous event was `CloseReceived` with this frame.
+    after_close_received: Option<Option<tidings_core::CloseFrame>>,
+    /// The incoming streamed message: kind and bytes so far.
+    incoming: Option<(MessageKind, Vec<u8>)>,
+    /// Our echo of a streamed message is in progress.
+    echoing_fragments: bool,
+    expected: Vec<Expect>,
+    /// Every event, in order.
+    log: Vec<Event>,
+}
+
+impl FrameApp {
+    fn frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        self.expected.push(Expect::Frame(OutFrame {
+            fin,
+            opcode,
+            payload: payload.to_vec(),
+        }));
+    }
+
+    /// The result a data or control command must have now (before any length check).
+    fn send_state(&self) -> Result<(), Error> {
+        // After `CloseReceived` the connection is already closed; `Closed` is the next event.
+        if self.closed.is_some() || self.after_close_received.is_some() {
+            Err(Error::Closed)
+        } else if self.close_written {
+            Err(Error::Closing)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The result a ping or pong command must have now: control frames may follow our close
+    /// frame, but nothing may be sent once the connection is closed.
+    fn control_state(&self) -> Result<(), Error> {
+        if self.closed.is_some() || self.after_close_received.is_some() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn poll_all(&mut self, conn: &mut Connection, now: Instant) {
+        while let Some(event) = conn.poll_event() {
+            self.on_event(conn, event, now);
+        }
+    }
+
+    fn on_event(&mut self, conn: &mut Connection, event: Event, now: Instant) {
+        let who = format!("{:?}", self.role);
+        assert!(self.closed.is_none(), "{who}: event {event:?} after Closed");
+        if let Some(cf) = self.after_close_received.take() {
+            let Event::Closed(outcome) = &event else {
+                panic!("{who}: CloseReceived not followed by Closed but by {event:?}");
+            };
+            assert!(outcome.clean, "{who}: close handshake done but not clean");
+            assert!(outcome.error.is_none(), "{who}: clean close with an error");
+            let initiator = match self.local_close {
+                Some(_) => Initiator::Local,
+                None => Initiator::Remote,
+            };
+            assert_eq!(outcome.initiator, initiator, "{who}: initiator");
+            // RFC 6455 §7.1.5: the connection close code is the one received.
+            let want = cf.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code);
+            assert_eq!(outcome.code, want, "{who}: outcome code");
+        }
+        self.events += 1;
+        self.log.push(event.clone());
+        match event {
+            Event::Message(m) => {
+                assert!(!self.stream, "{who}: whole message in streaming mode");
+                check_message(&m, self.message_limit, &who);
+                self.echo_message(conn, m);
+            }
+            Event::Fragment(f) => {
+                assert!(self.stream, "{who}: fragment outside streaming mode");
+                let (kind, mut bytes) = match self.incoming.take() {
+                    Some((kind, bytes)) => {
+                        assert_eq!(kind, f.kind, "{who}: fragment kind changed mid-message");
+                        (kind, bytes)
+                    }
+                    None => (f.kind, Vec::new()),
+                };
+                bytes.extend_from_slice(&f.data);
+                if let Some(limit) = self.message_limit {
+                    assert!(
+                        bytes.len() <= limit,
+                        "{who}: streamed message of {} bytes over the limit {limit}",
+                        bytes.len()
+                    );
+                }
+                if kind == MessageKind::Text {
+                    if f.fin {
+                        assert!(
+                            std::str::from_utf8(&bytes).is_ok(),
+                            "{who}: streamed text is not UTF-8"
+                        );
+                    } else {
+                        assert!(
+                            utf8_prefix_ok(&bytes),
+                            "{who}: streamed text fragment is not a UTF-8 prefix"
+                        );
+                    }
+                }
+                if !f.fin {
+                    self.incoming = Some((kind, bytes));
+                }
+                let want = self.send_state();
+                let got = conn.send_fragment(f.kind, &f.data, f.fin);
+                assert_eq!(got, want, "{who}: echo send_fragment");
+                if got.is_ok() {
+                    let opcode = match (self.echoing_fragments, f.kind) {
+                        (true, _) => OpCode::Continuation,
+                        (false, MessageKind::Text) => OpCode::Text,
+                        (false, MessageKind::Binary) => OpCode::Binary,
+                    };
+                    self.frame(f.fin, opcode, &f.data);
+                    self.echoing_fragments = !f.fin;
+                }
+            }
+            Event::Ping(p) => {
+                assert!(p.len() <= 125, "{who}: long ping payload");
+                if self.auto_pong {
+                    self.frame(true, OpCode::Pong, &p);
+                } else {
+                    let want = self.control_state();
+                    let got = conn.send_pong(&p);
+                    assert_eq!(got, want, "{who}: send_pong");
+                    if got.is_ok() {
+                        self.frame(true, OpCode::Pong, &p);
+                    }
+                }
+            }
+            Event::Pong(p) => assert!(p.len() <= 125, "{who}: long pong payload"),
+            Event::CloseReceived(cf) => {
+                check_close_frame(&cf, &who);
+                if !self.close_written {
+                    let payload = cf
+                        .as_ref()
+                        .map(|f| f.code.as_u16().to_be_bytes().to_vec())
+                        .unwrap_or_default();
+                    self.frame(true, OpCode::Close, &payload);
+                    self.close_written = true;
+                    self.sent_code = cf.as_ref().map(|f| f.code.as_u16());
+                }
+                self.after_close_received = Some(cf);
+            }
+            Event::Closed(outcome) => {
+                assert!(conn.is_closed(), "{who}: Closed but not is_closed()");
+                assert!(!conn.is_open(), "{who}: Closed but is_open()");
+                if outcome.error.is_some() {
+                    // No close frame arrived: 1006 (RFC 6455 §7.1.5).
+                    assert_eq!(outcome.code, CloseCode::ABNORMAL, "{who}: failure code");
+                    assert!(!outcome.clean, "{who}: failed but clean");
+                }
+                match &outcome.error {
+                    None => assert!(outcome.clean, "{who}: unclean close without error"),
+                    Some(ConnectionError::Protocol(e)) => {
+                        assert_eq!(outcome.initiator, Initiator::Local);
+                        if !self.close_written {
+                            self.expected
+                                .push(Expect::FailClose(e.close_code().as_u16()));
+                            self.close_written = true;
+                            self.sent_code = Some(e.close_code().as_u16());
+                        }
+                    }
+                    Some(ConnectionError::UnexpectedEof) => {
+                        assert!(self.eof_given, "{who}: UnexpectedEof without EOF");
+                        let initiator = match self.local_close {
+                            Some(_) => Initiator::Local,
+                            None => Initiator::Remote,
+                        };
+                        assert_eq!(outcome.initiator, initiator, "{who}: EOF initiator");
+                    }
+                    Some(ConnectionError::CloseTimeout) => {
+                        assert!(self.local_close.is_some(), "{who}: CloseTimeout, no close");
+                        assert_eq!(outcome.initiator, Initiator::Local);
+                    }
+                    Some(other) => panic!("{who}: unexpected failure {other:?}"),
+                }
+                assert_eq!(
+                    outcome.sent.as_ref().map(|f| f.code.as_u16()),
+                    self.sent_code,
+                    "{who}: CloseOutcome::sent"
+                );
+                self.closed = Some(outcome);
+            }
+        }
+        if self.close_after == Some(self.events) {
+            let want = self.send_state();
+            let got = conn.close(now, CloseCode::NORMAL, "bye");
+            assert_eq!(got, want, "{who}: close");
+            if got.is_ok() {
+                let mut payload = 1000u16.to_be_bytes().to_vec();
+                payload.extend_from_slice(b"bye");
+                self.frame(true, OpCode::Close, &payload);
+                self.close_written = true;
+                self.local_close = Some(1000);
+                self.sent_code = Some(1000);
+            }
+        }
+    }
+
+    fn echo_message(&mut self, conn: &mut Connection, m: Message) {
+        let who = format!("{:?}", self.role);
+        let want = self.send_state();
+        let (kind, opcode) = match m.kind() {
+            MessageKind::Text => (MessageKind::Text, OpCode::Text),
+            MessageKind::Binary => (MessageKind::Binary, OpCode::Binary),
+        };
+        let bytes = m.as_bytes().to_vec();
+        match self.echo_mode {
+            0 => {
+                let got = match &m {
+                    Message::Text(t) => conn.send_text(t.as_str()),
+                    Message::Binary(b) => conn.send_binary(b),
+                };
+                assert_eq!(got, want, "{who}: echo send_text/send_binary");
+                if got.is_ok() {
+                    self.frame(true, opcode, &bytes);
+                }
+            }
+            1 => {
+                let got = conn.send(m);
+                assert_eq!(got, want, "{who}: echo send");
+                if got.is_ok() {
+                    self.frame(true, opcode, &bytes);
+                }
+            }
+            2 => {
+                let got = conn.send_encoded(&EncodedFrame::new(&m));
+                assert_eq!(got, want, "{who}: echo send_encoded");
+                if got.is_ok() {
+                    self.frame(true, opcode, &bytes);
+                }
+            }
+            _ => {
+                // Two fragments, cut in the middle (possibly inside a character).
+                let (a, b) = bytes.split_at(bytes.len() / 2);
+                let mut writer = conn.message_writer(kind);
+                let got = writer.write(a);
+                assert_eq!(got, want, "{who}: echo MessageWriter::write");
+                if got.is_ok() {
+                    let got = writer.finish(b);
+                    assert_eq!(got, Ok(()), "{who}: echo MessageWriter::finish");
+                    self.frame(false, opcode, a);
+                    self.frame(true, OpCode::Continuation, b);
+                }
+            }
+        }
+    }
+}
+
+/// Input: `[flags, limits, chunk_param, mode, wire…]`.
+///
+/// * `flags`: bit 0 streaming mode, bit 1 automatic pongs, bits 2–3 how messages are echoed
+///   (`send_text`/`send_binary`, `send`, `send_encoded`, two fragments), bit 4 EOF after the
+///   input, bit 5 a clock step past the close timeout at the end.
+/// * `limits`: low nibble indexes [`FRAME_LIMITS`], high nibble [`MESSAGE_LIMITS`].
+/// * `mode`: bits 0–2 the chunking (whole, fixed `chunk_param + 1`, single bytes, random up to
+///   `chunk_param + 1`, random up to 16, fixed up to 16, and the last two through
+///   `input_buffer()`); bits 3–7, when not 0, call `close(1000, "bye")` after that many events.
+/// * `wire`: the bytes the peer sent.
+///
+/// In buffered mode the run is repeated with the whole input in one read: any chunking must give
+/// the same events and the same output (habit 8).
+fn frame_target(role: Role, data: &[u8]) {
+    let (events, output, stream) = frame_run(role, data, false);
+    if !stream && data.get(3).is_some_and(|mode| mode & 7 != 0) {
+        let (whole_events, whole_output, _) = frame_run(role, data, true);
+        assert_eq!(
+            events, whole_events,
+            "{role:?}: events depend on the chunking"
+        );
+        assert_eq!(
+            output, whole_output,
+            "{role:?}: output depends on the chunking"
+        );
+    }
+}
+
+/// One run of a frame target; `whole` overrides the chunking with a single read. Returns the
+/// events, the output and whether streaming mode was on.
+fn frame_run(role: Role, data: &[u8], whole: bool) -> (Vec<Event>, Vec<u8>, bool) {
+    let mut cur = Cursor::new(data);
+    let flags = cur.byte();
+    let limits = cur.byte();
+    let chunk_param = usize::from(cur.byte());
+    let mode = cur.byte();
+    let wire = cur.take(usize::MAX);
+
+    let stream = flags & 1 != 0;
+    let auto_pong = flags & 2 != 0;
+    let frame_limit = FRAME_LIMITS[usize::from(limits & 0x0F)];
+    let message_limit = MESSAGE_LIMITS[usize::from(limits >> 4)];
+    let config = Config::default()
+        .stream_incoming(stream)
+        .auto_pong(auto_pong)
+        .max_frame_size(frame_limit)
+        .max_message_size(message_limit);
+    // After the events are drained, the buffer holds less than one frame: a partial header
+    // (< 14 bytes) or a partial payload no longer than a control frame's or the size limits.
+    let payload_bound = if stream {
+        Some(125)
+    } else {
+        match (frame_limit, message_limit) {
+            (Some(f), Some(m)) => Some(f.min(m)),
+            (a, b) => a.or(b),
+        }
+        .map(|l| l.max(125))
+    };
+    let mut chunker = Chunker {
+        mode: if whole { 0 } else { mode & 7 },
+        param: chunk_param,
+        rng: Rng::new((u32::from(chunk_param as u8) << 8) | u32::from(mode)),
+    };
+
+    let now = Instant::now();
+    let mut conn = new_connection(role, config, now, u32::from(flags));
+    let mut app = FrameApp {
+        role,
+        auto_pong,
+        stream,
+        echo_mode: (flags >> 2) & 3,
+        message_limit,
+        close_after: match mode >> 3 {
+            0 => None,
+            n => Some(usize::from(n)),
+        },
+        eof_given: false,
+        events: 0,
+        close_written: false,
+        local_close: None,
+        sent_code: None,
+        closed: None,
+        after_close_received: None,
+        incoming: None,
+        echoing_fragments: false,
+        expected: Vec::new(),
+        log: Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < wire.len() {
+        let n = chunker.next().min(wire.len() - pos);
+        let piece = &wire[pos..pos + n];
+        pos += n;
+        if chunker.via_input_buffer() {
+            conn.input_buffer().extend_from_slice(piece);
+            conn.received(now);
+        } else {
+            conn.receive(now, piece);
+        }
+        if let Some(bound) = payload_bound {
+            assert!(
+                conn.buffered_input() <= n + bound + 14,
+                "buffered input {} over one read ({n}) plus one frame ({bound} + 14)",
+                conn.buffered_input()
+            );
+        }
+        app.poll_all(&mut conn, now);
+        if let Some(bound) = payload_bound {
+            assert!(
+                conn.buffered_input() <= bound + 14,
+                "buffered input {} after draining events, over one frame ({bound} + 14)",
+                conn.buffered_input()
+            );
+        }
+        if app.closed.is_some() {
+            assert_eq!(conn.buffered_input(), 0, "input kept after Closed");
+        }
+        conn.poll_transmit(&mut out);
+    }
+    // One more poll: nothing may appear without new input.
+    app.poll_all(&mut conn, now);
+    if flags & 0x10 != 0 {
+        app.eof_given = true;
+        conn.receive_eof(now);
+        app.poll_all(&mut conn, now);
+        assert!(app.closed.is_some(), "no Closed after EOF");
+        assert!(
+            conn.should_close_transport(),
+            "EOF handled but transport kept"
+        );
+    }
+    if flags & 0x20 != 0 {
+        let later = now + tidings_core::DEFAULT_CLOSE_TIMEOUT + Duration::from_secs(1);
+        let was_closing = app.local_close.is_some() && app.closed.is_none();
+        conn.handle_timeout(later);
+        app.poll_all(&mut conn, later);
+        if was_closing {
+            assert!(
+                matches!(
+                    app.closed.as_ref().and_then(|o| o.error.as_ref()),
+                    Some(ConnectionError::CloseTimeout)
+                ),
+                "close timeout passed without CloseTimeout: {:?}",
+                app.closed
+            );
+        }
+        if app.closed.is_some() {
+            assert!(
+                conn.should_close_transport(),
+                "closed and past the close timeout, but the transport is kept"
+            );
+            assert_eq!(conn.poll_timeout(), None, "timer armed after the end");
+        }
+    }
+    conn.poll_transmit(&mut out);
+    assert_eq!(conn.queued_bytes(), 0, "poll_transmit left bytes queued");
+
+    let frames = decode_output(role, &out);
+    check_output_rules(role, &frames);
+    let mut got = frames.iter();
+    for (i, want) in app.expected.iter().enumerate() {
+        let Some(f) = got.next() else {
+            panic!(
+                "{role:?} output has {} frames, expected {want:?} at {i}",
+                frames.len()
+            );
+        };
+        match want {
+            Expect::Frame(w) => assert_eq!(f, w, "{role:?} output frame {i}"),
+            Expect::FailClose(code) => {
+                assert_eq!(
+                    f.opcode,
+                    OpCode::Close,
+                    "{role:?} frame {i}: want failure close"
+                );
+                assert_eq!(
+                    f.close_code(),
+                    Some(*code),
+                    "{role:?} frame {i}: failure code"
+                );
+            }
+        }
+    }
+    if let Some(extra) = got.next() {
+        panic!("{role:?} wrote an unexpected frame {extra:?}");
+    }
+    (app.log, out, stream)
+}
+
+/// A server connection fed raw client bytes; layout in [`frame_target`]'s doc:
+/// `[flags, limits, chunk_param, mode, wire…]`.
+pub fn frame_server(data: &[u8]) {
+    frame_target(Role::Server, data);
+}
+
+/// A client connection fed raw server bytes; layout as for [`frame_server`].
+pub fn frame_client(data: &[u8]) {
+    frame_target(Role::Client, data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake targets
+// ---------------------------------------------------------------------------------------------
+
+fn limits_from(selector: u8) -> Limits {
+    match selector & 3 {
+        0 | 1 => Limits::default(),
+        2 => Limits {
+            max_headers: usize::from(selector >> 2) % 16,
+            max_bytes: 8192,
+        },
+        _ => Limits {
+            max_headers: 64,
+            max_bytes: [0, 16, 64, 100, 200, 300, 1024, 4096][usize::from(selector >> 2) & 7],
+        },
+    }
+}
+
+/// Cut points to test prefixes at: all of them for short inputs, a spread plus the region around
+/// `focus` otherwise.
+fn cut_points(len: usize, focus: Option<usize>) -> Vec<usize> {
+    if len <= 600 {
+        return (0..len).collect();
+    }
+    let mut cuts: Vec<usize> = (0..64).map(|i| i * len / 64).collect();
+    if let Some(f) = focus {
+        cuts.extend(f.saturating_sub(3)..(f + 3).min(len));
+    }
+    cuts
+}
+
+fn base64_decode_16(s: &str) -> Option<[u8; 16]> {
+    fn val(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let s = s.as_bytes();
+    if s.len() != 24 || &s[22..] != b"==" {
+        return None;
+    }
+    let mut out = Vec::with_capacity(18);
+    for chunk in s[..22].chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = (acc << 6) | val(c)?;
+        }
+        match chunk.len() {
+            4 => out.extend_from_slice(&acc.to_be_bytes()[1..]),
+            2 => out.push((acc >> 4) as u8),
+            _ => return None,
+        }
+    }
+    out.try_into().ok()
+}
+
+fn summary_request(
+    r: &Result<Status<(handshake::UpgradeRequest<'_>, usize)>, HandshakeError>,
+) -> String {
+    match r {
+        Ok(Status::Partial) => "partial".into(),
+        Ok(Status::Complete((req, n))) => format!("{n} {req:?}"),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// Parses a `101` with httparse and checks what `accept` must have put in it.
+fn check_101(resp: &[u8], key: &str, protocol: Option<&str>) {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let n = match parsed.parse(resp) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("accept() output is not an HTTP response: {other:?}"),
+    };
+    assert_eq!(n, resp.len(), "accept() output has bytes after its head");
+    assert_eq!(parsed.code, Some(101), "accept() status");
+    assert_eq!(parsed.version, Some(1), "accept() version");
+    let get = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("Upgrade"), [b"websocket".as_slice()]);
+    assert_eq!(get("Connection"), [b"Upgrade".as_slice()]);
+    assert_eq!(
+        get("Sec-WebSocket-Accept"),
+        [handshake::accept_key(key).as_bytes()]
+    );
+    let want: Vec<&[u8]> = protocol.map(str::as_bytes).into_iter().collect();
+    assert_eq!(get("Sec-WebSocket-Protocol"), want);
+}
+
+/// Input: `[limits selector, request bytes…]`. Parses the request as a server; checks that
+/// parsing any prefix gives `Partial` or the same result as the whole, that an accepted request's
+/// `101` is a valid answer (with httparse and with the client's own parser), and that every error
+/// carries a status among 400/403/405/426/431 with a matching response.
+pub fn handshake_request(data: &[u8]) {
+    let mut cur = Cursor::new(data);
+    let limits = limits_from(cur.byte());
+    let buf = cur.take(usize::MAX);
+    let whole = handshake::parse_request(buf, &limits);
+    let whole_summary = summary_request(&whole);
+    let focus = match &whole {
+        Ok(Status::Complete((_, n))) => Some(*n),
+        _ => None,
+    };
+    for cut in cut_points(buf.len(), focus) {
+        let r = handshake::parse_request(&buf[..cut], &limits);
+        match (&r, focus) {
+            (Ok(Status::Partial), _) => {}
+            (Ok(Status::Complete((_, n))), Some(whole_n)) => assert_eq!(
+                *n, whole_n,
+                "prefix of {cut} bytes complete with another length"
+            ),
+            _ => {}
+        }
+        if !matches!(r, Ok(Status::Partial)) {
+            assert_eq!(
+                summary_request(&r),
+                whole_summary,
+                "prefix of {cut} bytes gives another result than the whole"
+            );
+        }
+    }
+    match whole {
+        Ok(Status::Partial) => {
+            assert!(buf.len() <= limits.max_bytes, "partial beyond max_bytes");
+        }
+        Ok(Status::Complete((req, n))) => {
+            assert!(n <= limits.max_bytes, "head of {n} bytes over max_bytes");
+            assert!(req.path().starts_with('/'), "path {:?}", req.path());
+            assert_eq!(req.method(), "GET");
+            assert!(!req.host().is_empty());
+            let key = req.key();
+            let key_bytes = base64_decode_16(key)
+                .unwrap_or_else(|| panic!("accepted key {key:?} is not 16 base64 bytes"));
+            match OriginPolicy::same_origin().check(&req) {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(e, HandshakeError::OriginRefused);
+                    assert_eq!(e.status(), Some(403));
+                }
+            }
+
+            // The plain 101, checked with httparse and with the client's parser.
+            let resp = req
+                .accept(&AcceptOptions::default())
+                .expect("accept with default options");
+            check_101(&resp, key, None);
+            let client = ClientRequest::new("h", "/", key_bytes).expect("client request");
+            assert_eq!(client.key(), key, "key round trip");
+            let mut with_tail = resp.clone();
+            with_tail.extend_from_slice(&[0x81, 0x00]);
+            match handshake::parse_response(&with_tail, &client, &Limits::default()) {
+                Ok(Status::Complete((r, n))) => {
+                    assert_eq!(n, resp.len(), "client parse of the 101: consumed");
+                    assert_eq!(r.protocol, None);
+                    assert!(r.extensions.is_empty());
+                }
+                other => panic!("client rejects the server's 101: {other:?}"),
+            }
+
+            // Choosing the first offered subprotocol and every offered extension also gives a
+            // 101 the client accepts.
+            let protocols = req.protocols();
+            let offers = req.extensions();
+            let mut opts = AcceptOptions::new();
+            let mut client = client;
+            if let Some(p) = protocols.first() {
+                opts = opts.protocol(*p);
+                for p in &protocols {
+                    // Duplicates in the offer are refused by the builder; skip them.
+                    client = match client.clone().protocol(p) {
+                        Ok(c) => c,
+                        Err(HandshakeError::InvalidProtocol(_)) => client,
+                        Err(e) => panic!("offered protocol {p:?} refused: {e:?}"),
+                    };
+                }
+            }
+            if !offers.is_empty() {
+                let value = handshake::render_extensions(&offers);
+                opts = opts.extensions(value.clone());
+                client = client
+                    .extension_offer(&value)
+                    .unwrap_or_else(|e| panic!("rendered offer {value:?} refused: {e:?}"));
+            }
+            let resp = req
+                .accept(&opts)
+                .unwrap_or_else(|e| panic!("accepting what was offered fails: {e:?}"));
+            check_101(&resp, key, protocols.first().copied());
+            match handshake::parse_response(&resp, &client, &Limits::default()) {
+                Ok(Status::Complete((r, n))) => {
+                    assert_eq!(n, resp.len());
+                    assert_eq!(r.protocol.as_deref(), protocols.first().copied());
+                    assert_eq!(r.extensions, offers, "extensions round trip");
+                }
+                other => panic!("client rejects the negotiated 101: {other:?}"),
+            }
+        }
+        Err(e) => {
+            let status = e
+                .status()
+                .unwrap_or_else(|| panic!("request error without a status: {e:?}"));
+            assert!(
+                matches!(status, 400 | 403 | 405 | 426 | 431),
+                "status {status} for {e:?}"
+            );
+            let resp = e.response().expect("an error with a status has a response");
+            let head = format!("HTTP/1.1 {status} ");
+            assert!(
+                resp.starts_with(head.as_bytes()),
+                "response for {e:?} starts {:?}",
+                String::from_utf8_lossy(&resp[..resp.len().min(20)])
+            );
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let n = match parsed.parse(&resp) {
+                Ok(httparse::Status::Complete(n)) => n,
+                other => panic!("error response does not parse: {other:?}"),
+            };
+            assert_eq!(parsed.code, Some(status));
+            let length = parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("Content-Length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                .expect("error response has a Content-Length");
+            assert_eq!(n + length, resp.len(), "Content-Length matches the body");
+            if status == 426 {
+                assert!(
+                    parsed
+                        .headers
+                        .iter()
+                        .any(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Version")
+                            && h.value == b"13")
+                );
+            }
+        }
+    }
+}
+
+/// The fixed request [`handshake_response`] answers: the RFC 6455 §1.3 key, two subprotocols and
+/// a permessage-deflate offer.
+pub fn fuzz_client_request() -> ClientRequest {
+    ClientRequest::new("server.example.com", "/chat", *b"the sample nonce")
+        .and_then(|r| r.protocol("chat"))
+        .and_then(|r| r.protocol("superchat"))
+        .and_then(|r| r.extension_offer("permessage-deflate; client_max_window_bits"))
+        .expect("fixed client request")
+}
+
+type ResponseResult = Result<Status<(handshake::ServerResponse, usize)>, HandshakeError>;
+
+/// Input: `[limits selector, response bytes…]`. Parses the bytes as the server's answer to
+/// [`fuzz_client_request`]; checks prefix consistency, and that an accepted response really is a
+/// `101` with the right `Sec-WebSocket-Accept`, an offered subprotocol and offered extensions
+/// (cross-checked with httparse), and that a `Rejected` status is httparse's status.
+pub fn handshake_response(data: &[u8]) {
+    let mut cur = Cursor::new(data);
+    let limits = limits_from(cur.byte());
+    let buf = cur.take(usize::MAX);
+    let req = fuzz_client_request();
+    let whole: ResponseResult = handshake::parse_response(buf, &req, &limits);
+    let focus = match &whole {
+        Ok(Status::Complete((_, n))) => Some(*n),
+        _ => None,
+    };
+    for cut in cut_points(buf.len(), focus) {
+        let r = handshake::parse_response(&buf[..cut], &req, &limits);
+        if !matches!(r, Ok(Status::Partial)) {
+            assert_eq!(
+                r, whole,
+                "prefix of {cut} bytes gives another result than the whole"
+            );
+        }
+    }
+    let window = &buf[..buf.len().min(limits.max_bytes)];
+    let mut headers = vec![httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let independent = parsed.parse(window);
+    match whole {
+        Ok(Status::Partial) => {
+            assert!(buf.len() <= limits.max_bytes, "partial beyond max_bytes");
+        }
+        Ok(Status::Complete((resp, n))) => {
+            assert!(n <= limits.max_bytes, "head of {n} bytes over max_bytes");
+            assert!(
+                matches!(independent, Ok(httparse::Status::Complete(m)) if m == n),
+                "httparse disagrees on the head: {independent:?} vs {n}"
+            );
+            assert_eq!(parsed.code, Some(101), "accepted a non-101");
+            assert_eq!(parsed.version, Some(1), "accepted HTTP/1.0");
+            let values = |name: &str| {
+                parsed
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| h.value)
+                    .collect::<Vec<_>>()
+            };
+            let accept = values("Sec-WebSocket-Accept");
+            assert_eq!(accept.len(), 1, "accepted without exactly one Accept");
+            let trimmed = String::from_utf8_lossy(accept[0]);
+            assert_eq!(
+                trimmed.trim_matches([' ', '\t']),
+                handshake::accept_key(req.key()),
+                "accepted a wrong Sec-WebSocket-Accept"
+            );
+            if let Some(p) = &resp.protocol {
+                assert!(req.protocols().contains(p), "accepted protocol {p:?}");
+            }
+            for e in &resp.extensions {
+                // Extension tokens are compared ASCII case-insensitively, as HTTP tokens are.
+                assert!(
+                    e.name.eq_ignore_ascii_case("permessage-deflate"),
+                    "accepted extension {e:?}, not offered"
+                );
+            }
+            assert_eq!(resp.headers.len(), parsed.headers.len(), "header count");
+        }
+        Err(e) => match &e {
+            HandshakeError::Rejected { status, .. } => {
+                assert_ne!(*status, 101);
+                assert_eq!(parsed.code, Some(*status), "Rejected status vs httparse");
+            }
+            HandshakeError::MissingUpgrade
+            | HandshakeError::MissingConnectionUpgrade
+            | HandshakeError::MissingAccept
+            | HandshakeError::AcceptMismatch
+            | HandshakeError::ProtocolNotOffered(_)
+            | HandshakeError::ExtensionNotOffered(_)
+            | HandshakeError::MalformedExtensions
+            | HandshakeError::DuplicateHeader(_) => {
+                assert!(
+                    matches!(independent, Ok(httparse::Status::Complete(_))),
+                    "{e:?} on a head httparse does not complete: {independent:?}"
+                );
+                assert_eq!(parsed.code, Some(101), "{e:?} for a non-101");
+            }
+            HandshakeError::Malformed(_) => {}
+            HandshakeError::TooManyHeaders => {}
+            HandshakeError::TooLarge { limit } => {
+                assert_eq!(*limit, limits.max_bytes);
+                assert!(buf.len() > limits.max_bytes);
+            }
+            other => panic!("unexpected response error {other:?}"),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// UTF-8
+// ---------------------------------------------------------------------------------------------
+
+/// Input: `[chunk seed, bytes…]`. Feeds the bytes to a [`Utf8Validator`] in chunks and compares
+/// with `std::str::from_utf8` of the whole: valid input is accepted everywhere; for invalid input
+/// no chunk before the bad sequence is refused, and the error is reported no later than the chunk
+/// holding the byte that reveals it (or at `finish` for a truncated character at the end).
+pub fn utf8_incremental(data: &[u8]) {
+    let mut cur = Cursor::new(data);
+    let seed = cur.byte();
+    let bytes = cur.take(usize::MAX);
+    let mut rng = Rng::new(u32::from(seed));
+    let max = usize::from(seed % 8) + 1;
+    let whole = std::str::from_utf8(bytes);
+    // The index of the byte whose arrival makes the input certainly invalid.
+    let reveal = match whole {
+        Ok(_) => None,
+        Err(e) => Some(match e.error_len() {
+            Some(n) => (e.valid_up_to() + n).min(bytes.len() - 1),
+            None => bytes.len(), // only `finish` can tell
+        }),
+    };
+    let first_bad = whole.as_ref().err().map(|e| e.valid_up_to());
+    let mut v = Utf8Validator::default();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let n = rng.range1(max).min(bytes.len() - pos);
+        let end = pos + n;
+        let r = v.feed(&bytes[pos..end]);
+        match (r, first_bad, reveal) {
+            (Ok(()), _, Some(rv)) if rv < end => {
+                panic!("invalid byte at {rv} not reported by the chunk {pos}..{end}")
+            }
+            (Ok(()), _, _) => {}
+            (Err(_), Some(bad), _) if bad < end => return,
+            (Err(_), _, _) => panic!("chunk {pos}..{end} refused before any invalid byte"),
+        }
+        pos = end;
+    }
+    match (v.finish(), whole) {
+        (Ok(()), Ok(_)) | (Err(_), Err(_)) => {}
+        (Ok(()), Err(e)) => panic!("finish accepted invalid UTF-8: {e}"),
+        (Err(_), Ok(_)) => panic!("finish refused valid UTF-8"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stateful client/server script
+// ---------------------------------------------------------------------------------------------
+
+const STATEFUL_LIMITS: [(usize, usize); 4] =
+    [(64, 128), (1024, 4096), (65536, 1 << 17), (16, 1 << 20)];
+const KEEPALIVE_MS: [u64; 4] = [300, 1000, 3000, 10_000];
+const PONG_MS: [u64; 4] = [200, 1000, 5000, 20_000];
+const CLOSE_MS: [u64; 4] = [500, 2000, 5000, 10_000];
+const IDLE_MS: [u64; 4] = [1000, 3000, 10_000, 30_000];
+const CLOSE_CODES: [u16; 16] = [
+    1000, 1001, 1002, 1003, 1005, 1006, 1011, 1015, 1016, 2999, 3000, 4999, 5000, 0, 999, 1004,
+];
+/// Sizes for "big" payloads: around the 7/16/64-bit length forms and the copy threshold.
+const BIG_SIZES: [usize; 16] = [
+    125, 126, 127, 200, 1000, 4095, 4096, 4097, 8000, 16_384, 65_535, 65_536, 65_537, 70_000, 100,
+    300,
+];
+/// Characters text payloads are built from (1 to 4 bytes of UTF-8).
+const TEXT_CHARS: [char; 8] = [
+    'a',
+    'Z',
+    ' ',
+    '\u{e9}',
+    '\u{20ac}',
+    '\u{1d11e}',
+    '\u{7f}',
+    '0',
+];
+
+/// One end of the pair, with everything the checks need.
+struct Side {
+    role: Role,
+    conn: Connection,
+    stream: bool,
+    auto_pong: bool,
+    message_limit: usize,
+    outcome: Option<CloseOutcome>,
+    /// The peer's close frame arrived (`Some(None)`: without a code).
+    close_received: Option<Option<tidings_core::CloseFrame>>,
+    /// Whole messages received (streamed ones reassembled).
+    received: Vec<(MessageKind, Vec<u8>)>,
+    incoming: Option<(MessageKind, Vec<u8>)>,
+    /// Whole messages this side sent successfully, in order.
+    sent: Vec<(MessageKind, Vec<u8>)>,
+    /// The streamed message being sent: kind and bytes so far.
+    outgoing: Option<(MessageKind, Vec<u8>)>,
+    /// Everything this side wrote.
+    wire: Vec<u8>,
+    /// The code the failure close frame must carry (the side failed while open).
+    fail_code: Option<u16>,
+}
+
+impl Side {
+    fn name(&self) -> &'static str {
+        match self.role {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+
+    fn poll(&mut self) {
+        loop {
+            let was_open = self.conn.is_open();
+            let Some(event) = self.conn.poll_event() else {
+                break;
+            };
+            let who = self.name();
+            assert!(
+                self.outcome.is_none(),
+                "{who}: event {event:?} after Closed"
+            );
+            match event {
+                Event::Message(m) => {
+                    assert!(!self.stream, "{who}: whole message in streaming mode");
+                    check_message(&m, Some(self.message_limit), who);
+                    self.received.push((m.kind(), m.as_bytes().to_vec()));
+                }
+                Event::Fragment(f) => {
+                    assert!(self.stream, "{who}: fragment outside streaming mode");
+                    let (kind, mut bytes) = self.incoming.take().unwrap_or((f.kind, Vec::new()));
+                    assert_eq!(kind, f.kind, "{who}: fragment kind changed");
+                    bytes.extend_from_slice(&f.data);
+                    assert!(
+                        bytes.len() <= self.message_limit,
+                        "{who}: over message limit"
+                    );
+                    if kind == MessageKind::Text {
+                        assert!(utf8_prefix_ok(&bytes), "{who}: streamed text not UTF-8");
+                    }
+                    if f.fin {
+                        if kind == MessageKind::Text {
+                            assert!(std::str::from_utf8(&bytes).is_ok(), "{who}: text not UTF-8");
+                        }
+                        self.received.push((kind, bytes));
+                    } else {
+                        self.incoming = Some((kind, bytes));
+                    }
+                }
+                Event::Ping(p) => {
+                    assert!(p.len() <= 125);
+                    if !self.auto_pong {
+                        assert_eq!(self.conn.send_pong(&p), Ok(()), "{who}: manual pong");
+                    }
+                }
+                Event::Pong(p) => assert!(p.len() <= 125),
+                Event::CloseReceived(cf) => {
+                    check_close_frame(&cf, who);
+                    self.close_received = Some(cf);
+                }
+                Event::Closed(o) => {
+                    assert!(self.conn.is_closed(), "{who}: Closed but not is_closed()");
+                    if let Some(ConnectionError::Protocol(e)) = &o.error
+                        && was_open
+                    {
+                        self.fail_code = Some(e.close_code().as_u16());
+                        assert_eq!(
+                            o.sent.as_ref().map(|f| f.code),
+                            Some(e.close_code()),
+                            "{who}: CloseOutcome::sent after a failure"
+                        );
+                    }
+                    // RFC 6455 §7.1.5: the code received, 1005 without one, 1006 without a frame.
+                    let want = match &self.close_received {
+                        Some(Some(f)) => f.code,
+                        Some(None) => CloseCode::NO_STATUS,
+                        None => CloseCode::ABNORMAL,
+                    };
+                    assert_eq!(o.code, want, "{who}: outcome code");
+                    assert_eq!(
+                        o.clean,
+                        self.close_received.is_some(),
+                        "{who}: clean flag vs close frames exchanged"
+                    );
+                    assert_eq!(o.error.is_none(), o.clean, "{who}: error vs clean");
+                    self.outcome = Some(o);
+                }
+            }
+        }
+    }
+
+    /// What a data command must return now.
+    fn predict_data(&self) -> Result<(), Error> {
+        if self.conn.is_closed() {
+            Err(Error::Closed)
+        } else if !self.conn.is_open() {
+            Err(Error::Closing)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_whole(&mut self, kind: MessageKind, payload: Vec<u8>, variant: u8) {
+        let mut want = self.predict_data();
+        if want.is_ok() && self.outgoing.is_some() {
+            want = Err(Error::MessageInProgress);
+        }
+        let got = match (kind, variant % 3) {
+            (MessageKind::Text, 0) => {
+                let text = String::from_utf8(payload.clone()).expect("built as text");
+                self.conn.send_text(&text)
+            }
+            (MessageKind::Binary, 0) => self.conn.send_binary(&payload),
+            (MessageKind::Text, 1) => {
+                let text = String::from_utf8(payload.clone()).expect("built as text");
+                self.conn.send(Message::text(text))
+            }
+            (MessageKind::Binary, 1) => self.conn.send(Message::binary(payload.clone())),
+            (MessageKind::Text, _) => {
+                let text = String::from_utf8(payload.clone()).expect("built as text");
+                self.conn
+                    .send_encoded(&EncodedFrame::new(&Message::text(text)))
+            }
+            (MessageKind::Binary, _) => self
+                .conn
+                .send_encoded(&EncodedFrame::new(&Message::binary(payload.clone()))),
+        };
+        assert_eq!(got, want, "{}: send {kind:?} result", self.name());
+        if got.is_ok() {
+            self.sent.push((kind, payload));
+        }
+    }
+
+    fn send_fragment(&mut self, kind: MessageKind, data: Vec<u8>, fin: bool) {
+        let mut so_far = match &self.outgoing {
+            Some((k, bytes)) if *k == kind => bytes.clone(),
+            _ => Vec::new(),
+        };
+        so_far.extend_from_slice(&data);
+        let want = match self.predict_data() {
+            Err(e) => Err(e),
+            Ok(()) => match &self.outgoing {
+                Some((k, _)) if *k != kind => Err(Error::MessageInProgress),
+                _ if kind == MessageKind::Text
+                    && !(utf8_prefix_ok(&so_far)
+                        && (!fin || std::str::from_utf8(&so_far).is_ok())) =>
+                {
+                    Err(Error::InvalidUtf8)
+                }
+                _ => Ok(()),
+            },
+        };
+        let got = self.conn.send_fragment(kind, &data, fin);
+        assert_eq!(got, want, "{}: send_fragment result", self.name());
+        assert_eq!(
+            self.conn.is_sending_fragments(),
+            if got.is_ok() {
+                !fin
+            } else {
+                self.outgoing.is_some()
+            },
+            "{}: is_sending_fragments",
+            self.name()
+        );
+        if got.is_ok() {
+            if fin {
+                self.outgoing = None;
+                self.sent.push((kind, so_far));
+            } else {
+                self.outgoing = Some((kind, so_far));
+            }
+        }
+    }
+
+    fn control(&mut self, now: Instant, ping: bool, payload: &[u8]) {
+        // Control frames may follow our close frame; only a closed connection refuses them.
+        let want = if self.conn.is_closed() {
+            Err(Error::Closed)
+        } else if payload.len() > 125 {
+            Err(Error::ControlPayloadTooLong(payload.len()))
+        } else {
+            Ok(())
+        };
+        let got = if ping {
+            self.conn.send_ping(now, payload)
+        } else {
+            self.conn.send_pong(payload)
+        };
+        assert_eq!(got, want, "{}: ping/pong result", self.name());
+    }
+
+    fn close(&mut self, now: Instant, code: u16, reason: &str) {
+        let want = match self.predict_data() {
+            Err(e) => Err(e),
+            Ok(()) if !CloseCode::new(code).is_sendable() => Err(Error::InvalidCloseCode(code)),
+            Ok(()) if reason.len() > MAX_CLOSE_REASON => {
+                Err(Error::CloseReasonTooLong(reason.len()))
+            }
+            Ok(()) => Ok(()),
+        };
+        let got = self.conn.close(now, CloseCode::new(code), reason);
+        assert_eq!(got, want, "{}: close result", self.name());
+        if got.is_ok() {
+            assert!(!self.conn.is_open() && !self.conn.is_closed());
+        }
+    }
+
+    /// Runs the timers due at `now` until none is due.
+    fn timers(&mut self, now: Instant) {
+        for _ in 0..4 {
+            match self.conn.poll_timeout() {
+                Some(at) if at <= now => {
+                    self.conn.handle_timeout(now);
+                    self.poll();
+                }
+                _ => return,
+            }
+        }
+        panic!(
+            "{}: timers still due after four rounds at one instant",
+            self.name()
+        );
+    }
+}
+
+/// One direction of the simulated transport.
+#[derive(Default)]
+struct Link {
+    /// Bytes written and not yet read.
+    transit: Vec<u8>,
+    /// A byte in transit was flipped: the receiver's checks are off.
+    corrupted: bool,
+    /// The sender closed its end: later output is dropped, EOF follows the bytes in transit.
+    fin: bool,
+    eof_delivered: bool,
+    /// The receiver closed its socket: everything is dropped.
+    dead: bool,
+}
+
+struct Sim {
+    now: Instant,
+    sides: [Side; 2],
+    /// `links[i]` carries what `sides[i]` writes to the other side.
+    links: [Link; 2],
+    /// `sides[i]` closed its socket (it wanted to and its output was written).
+    socket_closed: [bool; 2],
+    budget: usize,
+}
+
+impl Sim {
+    /// Moves output onto the links, models socket closes and EOFs, until nothing changes.
+    fn pump(&mut self) {
+        for _ in 0..64 {
+            let mut progress = false;
+            for i in 0..2 {
+                let j = 1 - i;
+                let mut out = Vec::new();
+                self.sides[i].conn.poll_transmit(&mut out);
+                self.sides[i].wire.extend_from_slice(&out);
+                if !self.links[i].fin && !self.links[i].dead {
+                    self.links[i].transit.extend_from_slice(&out);
+                }
+                if self.sides[i].conn.should_close_transport() && !self.socket_closed[i] {
+                    // Side i closes its socket once its output is written.
+                    assert!(
+                        self.sides[i].conn.is_closed(),
+                        "transport closed while open"
+                    );
+                    self.socket_closed[i] = true;
+                    self.links[i].fin = true;
+                    self.links[j].dead = true;
+                    self.links[j].transit.clear();
+                    progress = true;
+                }
+            }
+            for i in 0..2 {
+                let j = 1 - i;
+                let link = &mut self.links[i];
+                if link.fin && link.transit.is_empty() && !link.eof_delivered && !link.dead {
+                    link.eof_delivered = true;
+                    self.sides[j].conn.receive_eof(self.now);
+                    self.sides[j].poll();
+                    progress = true;
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+        panic!("pump did not settle");
+    }
+
+    /// Delivers up to `n` bytes of side `from`'s output, in reads of `piece` bytes.
+    fn deliver(&mut self, from: usize, n: usize, piece: usize) {
+        let to = 1 - from;
+        let n = n.min(self.links[from].transit.len());
+        let bytes: Vec<u8> = self.links[from].transit.drain(..n).collect();
+        for chunk in bytes.chunks(piece.max(1)) {
+            self.sides[to].conn.receive(self.now, chunk);
+            self.sides[to].poll();
+        }
+    }
+
+    fn deliver_all(&mut self) {
+        for _ in 0..64 {
+            if self.links.iter().all(|l| l.transit.is_empty()) {
+                return;
+            }
+            for from in 0..2 {
+                self.deliver(from, usize::MAX, usize::MAX);
+            }
+            self.pump();
+        }
+        panic!("deliver_all did not settle");
+    }
+
+    fn step_time(&mut self, d: Duration) {
+        self.now += d;
+        for side in &mut self.sides {
+            side.timers(self.now);
+        }
+    }
+
+    fn payload(&mut self, cur: &mut Cursor<'_>) -> Vec<u8> {
+        let b = cur.byte();
+        let p = if b >= 0xF0 {
+            let fill = cur.byte();
+            let size = BIG_SIZES[usize::from(b & 0x0F)];
+            if size > self.budget {
+                Vec::new()
+            } else {
+                (0..size).map(|i| fill.wrapping_add(i as u8)).collect()
+            }
+        } else {
+            cur.take(usize::from(b % 64)).to_vec()
+        };
+        self.budget = self.budget.saturating_sub(p.len());
+        p
+    }
+
+    fn text(&mut self, cur: &mut Cursor<'_>) -> Vec<u8> {
+        let raw = self.payload(cur);
+        let s: String = raw.iter().map(|b| TEXT_CHARS[usize::from(b % 8)]).collect();
+        s.into_bytes()
+    }
+}
+
+/// Input: `[config, timers, ops…]`, a script run on an in-memory client/server pair.
+///
+/// * `config`: bit 0/1 streaming mode on the client/server, bit 2/3 automatic pongs on the
+///   client/server (otherwise the harness answers pings), bits 4–5 and 6–7 index the
+///   client's and server's limits.
+/// * `timers`: two bits each for keepalive, pong timeout, close timeout and idle timeout; every
+///   timer is on, at some value.
+/// * Each op is a byte: bit 0 picks the side (client, server), the rest modulo 11 the command,
+///   which may read argument bytes: send text, send binary (3 ways), send a fragment, ping, pong,
+///   close (code and reason, valid or not), deliver bytes of that side's output to the other in
+///   pieces, flip a byte in transit, advance the clock and run timers, end that side's output
+///   (EOF), deliver everything.
+///
+/// After the script everything is delivered and the clock runs until both sides are closed.
+/// Checks: events follow the rules (nothing after Closed, UTF-8, limits); every command's result
+/// is exactly the predicted one; each side's output is valid and, if it failed while open, ends
+/// with the failure's close code; over each uncorrupted direction the receiver gets a prefix of
+/// the sent messages — all of them if it got the sender's close frame — and fails only on size
+/// limits; both sides end closed.
+pub fn stateful(data: &[u8]) {
+    let mut cur = Cursor::new(data);
+    let config = cur.byte();
+    let timers = cur.byte();
+    let now = Instant::now();
+    let make = |role: Role, shift: u8| {
+        let stream = config & (1 << shift) != 0;
+        let auto_pong = config & (1 << (2 + shift)) != 0;
+        let (frame_limit, message_limit) =
+            STATEFUL_LIMITS[usize::from((config >> (4 + 2 * shift)) & 3)];
+        let ms = |table: &[u64; 4], bits: u8| {
+            Duration::from_millis(table[usize::from((timers >> bits) & 3)])
+        };
+        let cfg = Config::default()
+            .stream_incoming(stream)
+            .auto_pong(auto_pong)
+            .max_frame_size(Some(frame_limit))
+            .max_message_size(Some(message_limit))
+            .keepalive_interval(Some(ms(&KEEPALIVE_MS, 0)))
+            .pong_timeout(Some(ms(&PONG_MS, 2)))
+            .close_timeout(Some(ms(&CLOSE_MS, 4)))
+            .idle_timeout(Some(ms(&IDLE_MS, 6)));
+        Side {
+            role,
+            conn: new_connection(role, cfg, now, (u32::from(config) << 8) | u32::from(timers)),
+            stream,
+            auto_pong,
+            message_limit,
+            outcome: None,
+            close_received: None,
+            received: Vec::new(),
+            incoming: None,
+            sent: Vec::new(),
+            outgoing: None,
+            wire: Vec::new(),
+            fail_code: None,
+        }
+    };
+    let mut sim = Sim {
+        now,
+        sides: [make(Role::Client, 0), make(Role::Server, 1)],
+        links: [Link::default(), Link::default()],
+        socket_closed: [false; 2],
+        budget: 1 << 20,
+    };
+
+    let mut ops = 0;
+    while !cur.is_empty() && ops < 2000 {
+        ops += 1;
+        let op = cur.byte();
+        let s = usize::from(op & 1);
+        match (op >> 1) % 11 {
+            0 => {
+                let text = sim.text(&mut cur);
+                let variant = cur.byte();
+                sim.sides[s].send_whole(MessageKind::Text, text, variant);
+            }
+            1 => {
+                let data = sim.payload(&mut cur);
+                let variant = cur.byte();
+                sim.sides[s].send_whole(MessageKind::Binary, data, variant);
+            }
+            2 => {
+                let flags = cur.byte();
+                let kind = if flags & 1 != 0 {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                // Text fragments are built from characters, or raw bytes (maybe invalid).
+                let data = if flags & 4 != 0 {
+                    sim.text(&mut cur)
+                } else {
+                    sim.payload(&mut cur)
+                };
+                sim.sides[s].send_fragment(kind, data, flags & 2 != 0);
+            }
+            3 | 4 => {
+                let n = usize::from(cur.byte()) % 130;
+                let payload = vec![0x50u8; n];
+                sim.sides[s].control(sim.now, (op >> 1) % 11 == 3, &payload);
+            }
+            5 => {
+                let code = CLOSE_CODES[usize::from(cur.byte() & 0x0F)];
+                let reason_len = usize::from(cur.byte()) % 130;
+                let reason = "r".repeat(reason_len);
+                sim.sides[s].close(sim.now, code, &reason);
+            }
+            6 => {
+                let n = match cur.byte() {
+                    0 => usize::MAX,
+                    n => usize::from(n) * 8,
+                };
+                let piece = match cur.byte() {
+                    0 => usize::MAX,
+                    p => usize::from(p),
+                };
+                sim.deliver(s, n, piece);
+            }
+            7 => {
+                let at = usize::from(cur.u16());
+                let xor = cur.byte() | 1;
+                let link = &mut sim.links[s];
+                if !link.transit.is_empty() {
+                    let len = link.transit.len();
+                    link.transit[at % len] ^= xor;
+                    link.corrupted = true;
+                }
+            }
+            8 => {
+                let ms = u64::from(cur.byte()) * 16;
+                sim.step_time(Duration::from_millis(ms));
+            }
+            9 => {
+                // Side s's output ends here (its half of the transport is shut down).
+                sim.links[s].fin = true;
+            }
+            _ => sim.deliver_all(),
+        }
+        sim.pump();
+    }
+
+    // Let everything arrive, then let time run until both sides are done.
+    sim.deliver_all();
+    for _ in 0..200 {
+        if sim.sides.iter().all(|s| s.outcome.is_some()) {
+            break;
+        }
+        sim.step_time(Duration::from_millis(500));
+        sim.pump();
+        sim.deliver_all();
+    }
+    for side in &sim.sides {
+        assert!(
+            side.outcome.is_some(),
+            "{} still open after the final run: {:?}",
+            side.name(),
+            side.conn
+        );
+    }
+    sim.pump();
+
+    for (i, side) in sim.sides.iter().enumerate() {
+        let who = side.name();
+        let frames = decode_output(side.role, &side.wire);
+        let close = check_output_rules(side.role, &frames);
+        if let Some(code) = side.fail_code {
+            assert_eq!(
+                close,
+                Some(Some(code)),
+                "{who} failed while open; its close frame must carry {code}"
+            );
+        }
+        // Messages over the direction from the other side to this one.
+        let peer = &sim.sides[1 - i];
+        if sim.links[1 - i].corrupted {
+            continue;
+        }
+        let got = &side.received;
+        let sent = &peer.sent;
+        assert!(
+            got.len() <= sent.len() && got[..] == sent[..got.len()],
+            "{who} received {} messages that are not a prefix of the {} sent",
+            got.len(),
+            sent.len()
+        );
+        if side.close_received.is_some() {
+            assert_eq!(
+                got.len(),
+                sent.len(),
+                "{who} got the close but lost messages"
+            );
+        }
+        if let Some(ConnectionError::Protocol(e)) =
+            side.outcome.as_ref().and_then(|o| o.error.as_ref())
+        {
+            assert!(
+                matches!(
+                    e,
+                    ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. }
+                ),
+                "{who} failed with {e:?} on an uncorrupted stream"
+            );
+        }
+    }
+}

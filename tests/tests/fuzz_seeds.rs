@@ -1,0 +1,502 @@
+//! The fuzz targets as normal tests (habit 9): each target's body runs over every file of its
+//! committed seed corpus `fuzz/corpus/<target>/`, so CI exercises the targets without libFuzzer.
+//!
+//! `generate_fuzz_seeds` (ignored) writes the hand-made seeds (`seed-*` files) from the RFC 6455
+//! examples and the frame vectors; run it with
+//! `cargo test -p tidings-tests --test fuzz_seeds -- --ignored generate_fuzz_seeds`, then grow
+//! and minimise the corpora with cargo-fuzz (see `fuzz/README.md`).
+
+use std::path::{Path, PathBuf};
+
+use tidings_tests::fuzz;
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+/// Runs `body` over every file of the target's corpus; reports every failing file.
+fn run_corpus(target: &str, body: fn(&[u8])) {
+    let dir = corpus_dir(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        let data = std::fs::read(file).expect("read seed");
+        if std::panic::catch_unwind(|| body(&data)).is_err() {
+            failures.push(file.display().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{target}: {} of {} seeds fail:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn fuzz_seeds_frame_server() {
+    run_corpus("frame_server", fuzz::frame_server);
+}
+
+#[test]
+fn fuzz_seeds_frame_client() {
+    run_corpus("frame_client", fuzz::frame_client);
+}
+
+#[test]
+fn fuzz_seeds_handshake_request() {
+    run_corpus("handshake_request", fuzz::handshake_request);
+}
+
+#[test]
+fn fuzz_seeds_handshake_response() {
+    run_corpus("handshake_response", fuzz::handshake_response);
+}
+
+#[test]
+fn fuzz_seeds_stateful() {
+    run_corpus("stateful", fuzz::stateful);
+}
+
+#[test]
+fn fuzz_seeds_utf8_incremental() {
+    run_corpus("utf8_incremental", fuzz::utf8_incremental);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed generator
+// ---------------------------------------------------------------------------------------------
+
+/// The example request of RFC 6455 §1.3 (with the resource of §1.2).
+const RFC_REQUEST: &str = "GET /chat HTTP/1.1\r\n\
+    Host: server.example.com\r\n\
+    Upgrade: websocket\r\n\
+    Connection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Origin: http://example.com\r\n\
+    Sec-WebSocket-Protocol: chat, superchat\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
+/// The example response of RFC 6455 §1.3.
+const RFC_RESPONSE: &str = "HTTP/1.1 101 Switching Protocols\r\n\
+    Upgrade: websocket\r\n\
+    Connection: Upgrade\r\n\
+    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+    Sec-WebSocket-Protocol: chat\r\n\r\n";
+
+/// Frame-target headers `[flags, limits, chunk_param, mode]`, see `fuzz::frame_server`.
+const FRAME_HEADERS: [[u8; 4]; 8] = [
+    [0x02, 0xEE, 0, 0],          // auto pong, default-ish limits, whole input
+    [0x03, 0x77, 6, 1],          // streaming, 7-byte reads
+    [0x06, 0x55, 0, 2],          // send(), 125/128 limits, single bytes
+    [0x0A, 0xAA, 30, 3],         // send_encoded, random reads
+    [0x0E, 0x99, 9, 6],          // two-fragment echo, input_buffer path
+    [0x32, 0x44, 3, 7 | 2 << 3], // EOF + timeout, close after 2 events
+    [0x00, 0x00, 0, 4],          // manual pongs, zero limits
+    [0x13, 0xFF, 2, 5],          // streaming, no limits, EOF
+];
+
+/// Expands the vector file's hex (`xx*N` repeats).
+fn parse_hex(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for token in s.split_whitespace() {
+        let (hex, n) = match token.split_once('*') {
+            Some((h, n)) => (h, n.parse::<usize>().expect("repeat count")),
+            None => (token, 1),
+        };
+        let hex = hex.as_bytes();
+        for _ in 0..n {
+            for pair in hex.chunks(2) {
+                let s = std::str::from_utf8(pair).expect("ascii");
+                out.push(u8::from_str_radix(s, 16).expect("hex byte"));
+            }
+        }
+    }
+    out
+}
+
+/// A frame with the minimal length encoding, masked with `mask` if given.
+fn frame(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    let bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(bit | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let start = out.len() + if mask.is_some() { 4 } else { 0 };
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
+    }
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        for (i, b) in out[start..].iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    out
+}
+
+struct Writer {
+    target: &'static str,
+    count: usize,
+}
+
+impl Writer {
+    fn new(target: &'static str) -> Self {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).expect("create corpus dir");
+        Writer { target, count: 0 }
+    }
+
+    fn write(&mut self, name: &str, data: &[u8]) {
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = corpus_dir(self.target).join(format!("seed-{name}"));
+        std::fs::write(path, data).expect("write seed");
+        self.count += 1;
+    }
+}
+
+fn frame_seeds() {
+    let vectors = include_str!("../vectors/frames.txt");
+    let mut server = Writer::new("frame_server");
+    let mut client = Writer::new("frame_client");
+    let mut extra_server: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut extra_client: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in vectors.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [name, receiver, hex, ..] = fields[..] else {
+            continue;
+        };
+        let wire = parse_hex(hex);
+        match receiver {
+            "server" => extra_server.push((name.to_owned(), wire)),
+            _ => extra_client.push((name.to_owned(), wire)),
+        }
+    }
+    // Hand-made streams beyond the vector file.
+    let key = [0x37u8, 0xfa, 0x21, 0x3d];
+    let masked = |op: u8, payload: &[u8]| frame(true, op, Some(key), payload);
+    let mut conversation = masked(0x1, b"Hello");
+    conversation.extend(masked(0x9, b"ping"));
+    conversation.extend(frame(false, 0x2, Some(key), &[1, 2, 3]));
+    conversation.extend(masked(0xA, b""));
+    conversation.extend(frame(true, 0x0, Some(key), &[4, 5]));
+    conversation.extend(masked(0x8, &[0x03, 0xe8, b'o', b'k']));
+    extra_server.push(("conversation".into(), conversation));
+    let mut big = masked(0x2, &[0xAB; 70_000]);
+    big.extend(masked(0x1, "\u{1d11e}".repeat(40).as_bytes()));
+    extra_server.push(("big-binary-then-text".into(), big));
+    let mut conversation = frame(true, 0x1, None, "h\u{e9}llo".as_bytes());
+    conversation.extend(frame(true, 0x9, None, b"p"));
+    conversation.extend(frame(false, 0x1, None, &[0xf0, 0x9f]));
+    conversation.extend(frame(true, 0x0, None, &[0x98, 0x80]));
+    conversation.extend(frame(true, 0x8, None, &[]));
+    extra_client.push(("conversation".into(), conversation));
+
+    for (writer, list) in [(&mut server, extra_server), (&mut client, extra_client)] {
+        for (i, (name, wire)) in list.iter().enumerate() {
+            // Each stream with all the headers; short and big ones with two (rotating).
+            let picks: Vec<usize> = if wire.len() <= 16 || wire.len() > 4096 {
+                vec![i % 8, (i + 3) % 8]
+            } else {
+                (0..8).collect()
+            };
+            for h in picks {
+                let mut data = FRAME_HEADERS[h].to_vec();
+                data.extend_from_slice(wire);
+                writer.write(&format!("{name}-h{h}"), &data);
+            }
+        }
+    }
+    assert!(server.count > 10 && client.count > 10);
+}
+
+fn handshake_seeds() {
+    let mut req = Writer::new("handshake_request");
+    let with = |from: &str, to: &str| RFC_REQUEST.replace(from, to);
+    let cases: Vec<(&str, String)> = vec![
+        ("rfc", RFC_REQUEST.to_owned()),
+        (
+            "rfc-with-frame",
+            format!("{RFC_REQUEST}\u{81}\u{85}7\u{fa}!=\u{7f}\u{9f}MQX"),
+        ),
+        ("post", with("GET", "POST")),
+        ("http10", with("HTTP/1.1", "HTTP/1.0")),
+        (
+            "absolute-target",
+            with("GET /chat ", "GET ws://server.example.com/a?q "),
+        ),
+        ("query", with("GET /chat ", "GET /chat?room=1&x=%20 ")),
+        ("fragment", with("GET /chat", "GET /chat#x")),
+        ("no-host", with("Host: server.example.com\r\n", "")),
+        (
+            "dup-host",
+            with("Host: server.example.com", "Host: a\r\nhost: b"),
+        ),
+        ("host-port-v6", with("server.example.com", "[::1]:9001")),
+        ("upgrade-h2c", with("Upgrade: websocket", "Upgrade: h2c")),
+        (
+            "connection-list",
+            with("Connection: Upgrade", "connection: keep-alive, UPGRADE"),
+        ),
+        ("key-short", with("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")),
+        ("version-8", with("Version: 13", "Version: 8")),
+        ("no-version", with("Sec-WebSocket-Version: 13\r\n", "")),
+        (
+            "extensions",
+            with(
+                "Origin: http://example.com",
+                "Origin: http://server.example.com\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, x-foo; a=\"b\"",
+            ),
+        ),
+        (
+            "body",
+            with("Origin: http://example.com", "Content-Length: 5"),
+        ),
+        (
+            "chunked",
+            with("Origin: http://example.com", "Transfer-Encoding: chunked"),
+        ),
+        (
+            "bad-header-name",
+            with("Origin: http://example.com", "Bad Header: x"),
+        ),
+        ("lf-only", RFC_REQUEST.replace("\r\n", "\n")),
+        ("garbage", "G@T / HTTP/1.1\r\n\r\n".to_owned()),
+    ];
+    for (name, text) in &cases {
+        let mut data = vec![0u8];
+        data.extend_from_slice(text.as_bytes());
+        req.write(name, &data);
+    }
+    // Limits: too many headers, too large.
+    for (name, sel) in [("max-headers-4", 2 | 4 << 2), ("max-bytes-200", 3 | 4 << 2)] {
+        let mut data = vec![sel];
+        data.extend_from_slice(RFC_REQUEST.as_bytes());
+        req.write(name, &data);
+    }
+
+    let mut resp = Writer::new("handshake_response");
+    let with = |from: &str, to: &str| RFC_RESPONSE.replace(from, to);
+    let cases: Vec<(&str, String)> = vec![
+        ("rfc", RFC_RESPONSE.to_owned()),
+        ("rfc-with-frame", format!("{RFC_RESPONSE}\u{1}\u{3}Hel")),
+        ("no-protocol", with("Sec-WebSocket-Protocol: chat\r\n", "")),
+        ("protocol-graphql", with("Protocol: chat", "Protocol: graphql")),
+        (
+            "deflate",
+            with(
+                "Sec-WebSocket-Protocol: chat\r\n",
+                "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+            ),
+        ),
+        (
+            "ext-not-offered",
+            with("Sec-WebSocket-Protocol: chat\r\n", "Sec-WebSocket-Extensions: x-foo\r\n"),
+        ),
+        ("accept-mismatch", with("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")),
+        ("no-upgrade", with("Upgrade: websocket\r\n", "")),
+        ("http10", with("HTTP/1.1", "HTTP/1.0")),
+        (
+            "401",
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 3\r\n\r\nno!"
+                .to_owned(),
+        ),
+        (
+            "426",
+            "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        ),
+        ("bad-status", "HTTP/1.1 10x Oops\r\n\r\n".to_owned()),
+    ];
+    for (name, text) in &cases {
+        let mut data = vec![0u8];
+        data.extend_from_slice(text.as_bytes());
+        resp.write(name, &data);
+    }
+    let mut data = vec![3u8 | 2 << 2];
+    data.extend_from_slice(RFC_RESPONSE.as_bytes());
+    resp.write("max-bytes-64", &data);
+}
+
+fn stateful_seeds() {
+    let mut w = Writer::new("stateful");
+    // Ops: byte = (command << 1) | side, side 0 = client, 1 = server. Commands: 0 text, 1 binary,
+    // 2 fragment, 3 ping, 4 pong, 5 close, 6 deliver, 7 flip, 8 clock, 9 EOF, 10 deliver all.
+    let op = |cmd: u8, side: u8| (cmd << 1) | side;
+    let scripts: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "echo-and-close",
+            [
+                vec![0x0C, 0x55],
+                vec![op(0, 0), 5, b'h', b'e', b'l', b'l', b'o', 0],
+                vec![op(6, 0), 0, 0],
+                vec![op(1, 1), 3, 1, 2, 3, 1],
+                vec![op(6, 1), 0, 3],
+                vec![op(5, 0), 0, 3],
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "fragments-with-ping",
+            [
+                vec![0x0F, 0x00],
+                vec![op(2, 0), 0x05, 4, 1, 2, 3, 4],
+                vec![op(3, 0), 4],
+                vec![op(2, 0), 0x07, 3, 5, 6, 7],
+                vec![op(6, 0), 0, 1],
+                vec![op(10, 1)],
+                vec![op(5, 1), 1, 10],
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "keepalive-and-pong-timeout",
+            [
+                vec![0x00, 0x00],
+                vec![op(8, 0), 40],
+                vec![op(8, 0), 40],
+                vec![op(6, 0), 0, 0],
+                vec![op(8, 1), 200],
+            ]
+            .concat(),
+        ),
+        (
+            "big-messages",
+            [
+                vec![0xAC, 0xFF],
+                vec![op(1, 0), 0xFB, 7, 2],
+                vec![op(0, 1), 0xFD, 9, 1],
+                vec![op(6, 0), 0, 200],
+                vec![op(6, 1), 0, 0],
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "flip-in-transit",
+            [
+                vec![0x0C, 0x11],
+                vec![op(0, 0), 3, 1, 2, 3, 0],
+                vec![op(7, 0), 0, 1, 0x40],
+                vec![op(6, 0), 0, 0],
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "eof-mid-message",
+            [
+                vec![0x0C, 0x22],
+                vec![op(1, 1), 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0],
+                vec![op(9, 1)],
+                vec![op(1, 1), 2, 1, 2, 0],
+                vec![op(6, 1), 1, 3],
+            ]
+            .concat(),
+        ),
+        (
+            "invalid-commands",
+            [
+                vec![0x0C, 0x33],
+                vec![op(5, 0), 4, 0],                // close 1005: invalid code
+                vec![op(5, 0), 0, 129],              // reason too long
+                vec![op(3, 1), 128],                 // ping too long
+                vec![op(2, 0), 0x01, 2, 0xC3, 0x28], // invalid UTF-8 fragment
+                vec![op(2, 0), 0x00, 1, 9],          // binary fragment in progress
+                vec![op(0, 0), 1, 0, 0],             // whole message while streaming
+                vec![op(5, 0), 0, 0],
+                vec![op(0, 0), 1, 0, 0], // after close
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "simultaneous-close",
+            [
+                vec![0x0C, 0xFF],
+                vec![op(5, 0), 0, 2],
+                vec![op(5, 1), 1, 2],
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "too-large-for-server",
+            [
+                vec![0x00, 0x00],
+                vec![op(1, 0), 0xF7, 0, 0],
+                vec![op(0, 0), 2, 1, 2, 1],
+                vec![op(6, 0), 0, 5],
+                vec![op(10, 0)],
+            ]
+            .concat(),
+        ),
+        (
+            "idle-timeout",
+            [
+                vec![0x0C, 0x3F],
+                vec![op(8, 0), 255],
+                vec![op(10, 0)],
+                vec![op(8, 1), 255],
+            ]
+            .concat(),
+        ),
+    ];
+    for (name, data) in &scripts {
+        w.write(name, data);
+    }
+}
+
+fn utf8_seeds() {
+    let mut w = Writer::new("utf8_incremental");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("ascii", b"\x03hello world".to_vec()),
+        (
+            "mixed",
+            [&[7u8][..], "h\u{e9}llo \u{20ac} \u{1d11e}".as_bytes()].concat(),
+        ),
+        ("truncated", vec![1, b'a', 0xf0, 0x9f, 0x98]),
+        ("overlong", vec![2, 0xc0, 0x80]),
+        ("surrogate", vec![0, 0xed, 0xa0, 0x80]),
+        ("e0-80", vec![5, b'x', 0xe0, 0x80, b'y']),
+        ("above-max", vec![4, 0xf4, 0x90, 0x80, 0x80]),
+        ("ff", vec![6, b'a', b'b', 0xff]),
+    ];
+    for (name, data) in &cases {
+        w.write(name, data);
+    }
+}
+
+#[test]
+#[ignore = "writes the hand-made seeds into fuzz/corpus; run on purpose"]
+fn generate_fuzz_seeds() {
+    frame_seeds();
+    handshake_seeds();
+    stateful_seeds();
+    utf8_seeds();
+}
