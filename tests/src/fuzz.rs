@@ -887,14 +887,7 @@ fn check_101(resp: &[u8], key: &str, protocol: Option<&str>) {
     assert_eq!(n, resp.len(), "accept() output has bytes after its head");
     assert_eq!(parsed.code, Some(101), "accept() status");
     assert_eq!(parsed.version, Some(1), "accept() version");
-    let get = |name: &str| {
-        parsed
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-            .collect::<Vec<_>>()
-    };
+    let get = |name: &str| header_values(parsed.headers, name);
     assert_eq!(get("Upgrade"), [b"websocket".as_slice()]);
     assert_eq!(get("Connection"), [b"Upgrade".as_slice()]);
     assert_eq!(
@@ -1105,14 +1098,7 @@ pub fn handshake_response(data: &[u8]) {
             );
             assert_eq!(parsed.code, Some(101), "accepted a non-101");
             assert_eq!(parsed.version, Some(1), "accepted HTTP/1.0");
-            let values = |name: &str| {
-                parsed
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| h.value)
-                    .collect::<Vec<_>>()
-            };
+            let values = |name: &str| header_values(parsed.headers, name);
             let accept = values("Sec-WebSocket-Accept");
             assert_eq!(accept.len(), 1, "accepted without exactly one Accept");
             let trimmed = String::from_utf8_lossy(accept[0]);
@@ -1811,4 +1797,13 @@ pub fn stateful(data: &[u8]) {
             );
         }
     }
+}
+
+/// Every value of the header `name` (case-insensitive) in an httparse head, in order.
+fn header_values<'h>(headers: &[httparse::Header<'h>], name: &str) -> Vec<&'h [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+        .collect()
 }

@@ -117,6 +117,19 @@ fn client_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A server with the XOR extension reads `wire`; returns how it closed (it must close).
+fn xor_server_closes_on(wire: &[u8]) -> CloseOutcome {
+    let now = Instant::now();
+    let (_, mut server) = pair(now);
+    server.set_extension(Box::new(XorExt));
+    server.receive(now, wire);
+    let evs = events(&mut server);
+    match evs.last() {
+        Some(Event::Closed(outcome)) => outcome.clone(),
+        _ => panic!("no Closed: {evs:?}"),
+    }
+}
+
 /// The code of the close frame this endpoint sent.
 fn sent_code(outcome: &CloseOutcome) -> Option<CloseCode> {
     outcome.sent.as_ref().map(|f| f.code)
@@ -187,14 +200,8 @@ fn rsv1_on_a_continuation_frame_is_a_protocol_error() {
 
 #[test]
 fn rsv1_on_a_control_frame_is_a_protocol_error_even_with_an_extension() {
-    let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
-    server.receive(now, &client_frame(true, RSV1, OpCode::Ping, b"x"));
-    let evs = events(&mut server);
-    assert!(
-        matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::PROTOCOL_ERROR))
-    );
+    let outcome = xor_server_closes_on(&client_frame(true, RSV1, OpCode::Ping, b"x"));
+    assert_eq!(sent_code(&outcome), Some(CloseCode::PROTOCOL_ERROR));
 }
 
 #[test]
@@ -222,28 +229,20 @@ fn expanding_extension_stops_at_the_message_limit_with_1009() {
 
 #[test]
 fn extension_decode_error_fails_with_1002() {
-    let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
-    server.receive(now, &client_frame(true, RSV1, OpCode::Binary, &[0xFF, 1]));
-    let evs = events(&mut server);
-    assert!(
-        matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::PROTOCOL_ERROR))
-    );
+    let outcome = xor_server_closes_on(&client_frame(true, RSV1, OpCode::Binary, &[0xFF, 1]));
+    assert_eq!(sent_code(&outcome), Some(CloseCode::PROTOCOL_ERROR));
+    assert!(matches!(
+        outcome.error,
+        Some(ConnectionError::Protocol(ProtocolError::Extension(_)))
+    ));
 }
 
 #[test]
 fn decoded_text_from_an_extension_is_utf8_checked() {
-    let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
     // 0xC0 0xAF after decoding: an overlong encoding.
     let payload = [0xC0 ^ 0x55, 0xAF ^ 0x55];
-    server.receive(now, &client_frame(true, RSV1, OpCode::Text, &payload));
-    let evs = events(&mut server);
-    assert!(
-        matches!(evs.last(), Some(Event::Closed(o)) if sent_code(o) == Some(CloseCode::INVALID_PAYLOAD))
-    );
+    let outcome = xor_server_closes_on(&client_frame(true, RSV1, OpCode::Text, &payload));
+    assert_eq!(sent_code(&outcome), Some(CloseCode::INVALID_PAYLOAD));
 }
 
 #[test]
