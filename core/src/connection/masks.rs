@@ -44,17 +44,7 @@ impl OsMasks {
     }
 
     fn refill(&mut self) {
-        if getrandom::fill(&mut self.buf).is_err() {
-            // The OS source failing is practically unheard of; rather than panic, fall back to
-            // std's per-process random SipHash keys, which are themselves seeded from the OS.
-            use std::hash::{BuildHasher, Hasher};
-            let state = std::collections::hash_map::RandomState::new();
-            for (i, chunk) in self.buf.chunks_mut(8).enumerate() {
-                let mut h = state.build_hasher();
-                h.write_usize(i);
-                chunk.copy_from_slice(&h.finish().to_ne_bytes()[..chunk.len()]);
-            }
-        }
+        fill_random(&mut self.buf);
         self.pos = 0;
     }
 }
@@ -69,5 +59,22 @@ impl MaskSource for OsMasks {
         key.copy_from_slice(&self.buf[self.pos..self.pos + 4]);
         self.pos += 4;
         key
+    }
+}
+
+/// Fills `buf` from the operating system's random source. The OS source failing is practically
+/// unheard of; rather than panic, this falls back to std's per-process random SipHash keys, which
+/// are themselves seeded from the OS.
+#[cfg(feature = "getrandom")]
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_ok() {
+        return;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let mut h = state.build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_ne_bytes()[..chunk.len()]);
     }
 }

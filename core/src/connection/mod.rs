@@ -15,6 +15,8 @@ pub use config::{Config, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, DEFAULT_
 pub use masks::MaskSource;
 #[cfg(feature = "getrandom")]
 pub use masks::OsMasks;
+#[cfg(feature = "getrandom")]
+pub(crate) use masks::fill_random;
 pub use timer::Timer;
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};

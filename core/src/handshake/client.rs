@@ -253,16 +253,10 @@ impl ClientRequest {
 }
 
 /// Sixteen random bytes from the operating system, for [`ClientRequest::new`] (§4.1 item 7).
-///
-/// # Panics
-///
-/// If the operating system's random source fails, which it does not do on supported platforms.
 #[cfg(feature = "getrandom")]
 pub fn generate_key() -> [u8; 16] {
     let mut key = [0u8; 16];
-    if let Err(e) = getrandom::fill(&mut key) {
-        panic!("the operating system's random source failed: {e}");
-    }
+    crate::connection::fill_random(&mut key);
     key
 }
 
