@@ -61,7 +61,8 @@ impl Config {
     }
 
     /// Deliver data as [`crate::Event::Fragment`]s as it arrives instead of whole messages, for
-    /// messages larger than memory. Default off.
+    /// messages larger than memory. Default off. The message size limit still applies: lift it
+    /// with [`max_message_size`](Self::max_message_size) for unbounded streams.
     pub fn stream_incoming(mut self, on: bool) -> Self {
         self.stream_incoming = on;
         self

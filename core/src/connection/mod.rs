@@ -665,11 +665,13 @@ impl Connection {
             }
             _ => {}
         }
-        if !self.config.stream_incoming
-            && let Some(limit) = self.config.max_frame_size
-            && h.len > limit as u64
-        {
-            return Err(ProtocolError::FrameTooLarge { size: h.len, limit });
+        if !self.config.stream_incoming {
+            // Buffered frames must fit in memory: the configured limit, and in any case the
+            // address space (a 64-bit length on a 32-bit target).
+            let limit = self.config.max_frame_size.unwrap_or(usize::MAX);
+            if h.len > limit as u64 {
+                return Err(ProtocolError::FrameTooLarge { size: h.len, limit });
+            }
         }
         let so_far = self.message.as_ref().map_or(0, |m| m.size);
         let transformed = match (&self.message, h.opcode) {
