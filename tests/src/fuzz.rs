@@ -794,7 +794,7 @@ fn frame_run(role: Role, data: &[u8], whole: bool) -> (Vec<Event>, Vec<u8>, bool
     (app.log, out, stream)
 }
 
-/// A server connection fed raw client bytes; layout in [`frame_target`]'s doc:
+/// A server connection fed raw client bytes; layout in `frame_target`'s doc:
 /// `[flags, limits, chunk_param, mode, wire…]`.
 pub fn frame_server(data: &[u8]) {
     frame_target(Role::Server, data);
