@@ -674,9 +674,11 @@ impl Connection {
             }
         }
         let so_far = self.message.as_ref().map_or(0, |m| m.size);
-        let transformed = match (&self.message, h.opcode) {
-            (Some(m), _) => m.ext_rsv != 0,
-            (None, _) => h.rsv & ext_bits != 0,
+        // A continuation belongs to the message in progress; a new message is transformed when
+        // its first frame carries the extension's bits.
+        let transformed = match &self.message {
+            Some(m) => m.ext_rsv != 0,
+            None => h.rsv & ext_bits != 0,
         };
         if let Some(limit) = self.config.max_message_size {
             // For transformed messages the wire size is bounded too; the decoded size is checked

@@ -117,11 +117,17 @@ fn client_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A server connection with the XOR extension installed.
+fn xor_server(now: Instant) -> Connection {
+    let mut server = Connection::server(Config::default(), now);
+    server.set_extension(Box::new(XorExt));
+    server
+}
+
 /// A server with the XOR extension reads `wire`; returns how it closed (it must close).
 fn xor_server_closes_on(wire: &[u8]) -> CloseOutcome {
     let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
+    let mut server = xor_server(now);
     server.receive(now, wire);
     let evs = events(&mut server);
     match evs.last() {
@@ -164,8 +170,7 @@ fn extension_transforms_messages_both_ways_and_sets_rsv1() {
 #[test]
 fn extension_applies_to_fragmented_messages_with_rsv1_on_first_frame_only() {
     let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
+    let mut server = xor_server(now);
     let a: Vec<u8> = b"ab".iter().map(|b| b ^ 0x55).collect();
     let c: Vec<u8> = b"cd".iter().map(|b| b ^ 0x55).collect();
     let mut wire = client_frame(false, RSV1, OpCode::Text, &a);
@@ -180,8 +185,7 @@ fn extension_applies_to_fragmented_messages_with_rsv1_on_first_frame_only() {
 #[test]
 fn rsv1_on_a_continuation_frame_is_a_protocol_error() {
     let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
+    let mut server = xor_server(now);
     let mut wire = client_frame(false, RSV1, OpCode::Text, b"a");
     wire.extend(client_frame(true, RSV1, OpCode::Continuation, b"b"));
     server.receive(now, &wire);
@@ -248,8 +252,7 @@ fn decoded_text_from_an_extension_is_utf8_checked() {
 #[test]
 fn messages_without_rsv1_bypass_the_extension() {
     let now = Instant::now();
-    let (_, mut server) = pair(now);
-    server.set_extension(Box::new(XorExt));
+    let mut server = xor_server(now);
     server.receive(now, &client_frame(true, 0, OpCode::Text, b"plain"));
     assert_eq!(
         events(&mut server),
