@@ -1,5 +1,51 @@
-//! `tidings-tokio`: placeholder crate. Its implementation arrives with its own issue; today it only
-//! re-exports the sans-IO core so that the workspace layout is final.
+//! `tidings-tokio`: WebSocket client and server on tokio.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), tidings_tokio::Error> {
+//! // An echo server.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let Ok(mut ws) = tidings_tokio::accept(stream).await else { return };
+//!         while let Some(Ok(message)) = ws.recv().await {
+//!             if ws.send(message).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! The protocol lives in the sans-IO [`tidings_core`](core); the async engine, shared with
+//! `tidings-smol` (same API, file for file), lives in [`tidings_io`]. This crate adds tokio's
+//! streams, clock and spawner, DNS + TCP connect, TLS (`rustls` feature), hyper upgrades (`hyper`
+//! feature) and a small [`server`] helper.
+//!
+//! Each connection spawns one small driver task with `tokio::spawn` (see
+//! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs), so connections must be
+//! created inside a tokio runtime with the time driver enabled (`#[tokio::main]` does both).
+//!
+//! Features: `json` (default: `send_json`/`recv_json`), `rustls` (`wss://`, TLS accept),
+//! `hyper` (upgrade a hyper 1 / axum request).
 #![forbid(unsafe_code)]
 
-pub use tidings_core as core;
+mod accept;
+mod connect;
+mod io;
+pub mod server;
+
+#[cfg(feature = "rustls")]
+pub mod tls;
+
+#[cfg(feature = "hyper")]
+pub mod http;
+
+pub use accept::{accept, accept_with, from_upgraded};
+pub use connect::{client, connect, connect_with};
+pub use tidings_io::{
+    AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Config, ConnectOptions,
+    Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role, ServerResponse,
+    UpgradeRequest, WebSocket, WriteHalf, core,
+};

@@ -1,0 +1,147 @@
+//! Adapter configuration: the core's limits and timers plus the I/O knobs of the async driver.
+
+use std::time::Duration;
+
+use tidings_core::handshake::{Limits, OriginPolicy};
+
+/// Default handshake timeout: 10 seconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default write-buffer high-water mark: 1 MiB.
+pub const DEFAULT_WRITE_HIGH_WATER: usize = 1 << 20;
+/// Default bound on received events waiting for the application: 1 MiB.
+pub const DEFAULT_READ_HIGH_WATER: usize = 1 << 20;
+
+/// Configuration of a WebSocket connection on either adapter.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use tidings_io::Config;
+/// let config = Config::default()
+///     .ping_interval(Some(Duration::from_secs(20)))
+///     .pong_timeout(Some(Duration::from_secs(10)))
+///     .max_message_size(Some(1 << 20));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) core: tidings_core::Config,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) write_high_water: usize,
+    pub(crate) read_high_water: usize,
+    pub(crate) limits: Limits,
+    pub(crate) origin: OriginPolicy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            core: tidings_core::Config::default(),
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            write_timeout: None,
+            write_high_water: DEFAULT_WRITE_HIGH_WATER,
+            read_high_water: DEFAULT_READ_HIGH_WATER,
+            limits: Limits::default(),
+            origin: OriginPolicy::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Replaces the core configuration (limits, timers, automatic pong, streaming).
+    pub fn core(mut self, core: tidings_core::Config) -> Self {
+        self.core = core;
+        self
+    }
+
+    /// The core configuration.
+    pub fn core_config(&self) -> &tidings_core::Config {
+        &self.core
+    }
+
+    /// Largest accepted message; a bigger one fails the connection with 1009 (RFC 6455 §7.4.1).
+    /// Default 64 MiB; `None` removes the limit.
+    pub fn max_message_size(mut self, limit: Option<usize>) -> Self {
+        self.core = self.core.max_message_size(limit);
+        self
+    }
+
+    /// Largest accepted frame payload (1009 above it). Default 16 MiB.
+    pub fn max_frame_size(mut self, limit: Option<usize>) -> Self {
+        self.core = self.core.max_frame_size(limit);
+        self
+    }
+
+    /// Sends a ping this often while the connection is open (keepalive; RFC 6455 §5.5.2). Off by
+    /// default. Runs in the driver task: it needs no `recv()` call.
+    pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
+        self.core = self.core.keepalive_interval(every);
+        self
+    }
+
+    /// Fails the connection if a keepalive ping is not answered within this time. Off by default.
+    pub fn pong_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.core = self.core.pong_timeout(timeout);
+        self
+    }
+
+    /// Closes the connection (1000, "idle timeout") when nothing has been received for this long.
+    /// Off by default.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.core = self.core.idle_timeout(timeout);
+        self
+    }
+
+    /// Fails the connection (an `io::ErrorKind::TimedOut` error) when queued output makes no
+    /// progress for this long: the peer stopped reading. Off by default.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long the close handshake may take before the transport is closed anyway. Default 5 s.
+    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.core = self.core.close_timeout(timeout);
+        self
+    }
+
+    /// How long the opening handshake may take (reading the request or response head, writing the
+    /// answer). Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Output bytes that may be queued before `send` waits for the peer to read: a slow reader
+    /// then blocks the sender instead of growing memory. At most one message more than this is
+    /// queued. Default 1 MiB.
+    pub fn write_high_water(mut self, bytes: usize) -> Self {
+        self.write_high_water = bytes.max(1);
+        self
+    }
+
+    /// Received bytes (messages and control frames) that may wait for the application before the
+    /// driver stops reading from the socket; TCP flow control then slows the peer. Default 1 MiB.
+    pub fn read_high_water(mut self, bytes: usize) -> Self {
+        self.read_high_water = bytes.max(1);
+        self
+    }
+
+    /// Answers pings automatically (RFC 6455 §5.5.3). On by default.
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.core = self.core.auto_pong(on);
+        self
+    }
+
+    /// Bounds on the handshake head (header count and bytes).
+    pub fn handshake_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The `Origin` policy a server applies before the application sees the request (RFC 6455
+    /// §10.2). Default: same origin (requests without `Origin`, i.e. non-browser clients, pass).
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+}

@@ -1,0 +1,60 @@
+//! `tidings-io`: the runtime-neutral async engine behind `tidings-tokio` and `tidings-smol`.
+//!
+//! Applications use one of the adapters, which re-export everything here; this crate is for
+//! adapter authors (a new runtime implements [`Runtime`] and wraps its streams in [`Transport`]).
+//!
+//! ```text
+//!  application ── recv() ───────► reads the socket, decodes ─┐
+//!              ── send() ───────► encodes, writes ───────────┤  one Mutex<State> (never held
+//!  driver task ── timers, pongs, ► reads/writes when the     │  across .await): the core
+//!                 flushes          application is elsewhere ─┘  Connection + the transport
+//! ```
+//!
+//! # How it is driven, and what that costs
+//!
+//! Whoever is polled does the I/O. `recv` reads and decodes one frame at a time, so an echo's
+//! answer leaves before the next frame is acted upon; `send` writes at once unless more received
+//! input is already waiting, in which case the answers to a whole batch of requests leave in one
+//! write. Socket readiness is routed by a waker that wakes the application task waiting in
+//! `recv`/`send` if there is one, and otherwise the connection's **driver task**, spawned with the
+//! connection. The driver answers pings, sends keepalive pings, enforces the pong, idle, write
+//! and close timeouts, and flushes queued output while the application is busy or only sends.
+//!
+//! Cost: one spawned task per connection (a few hundred bytes), one uncontended mutex lock per
+//! operation, and in pipelined traffic at most one driver wake per batch of answers; while the
+//! application waits in `recv` the driver is never woken. Messages that arrive while the
+//! application is elsewhere are decoded by the driver into a queue bounded by
+//! [`Config::read_high_water`]; above it the driver stops reading and TCP flow control slows the
+//! peer.
+//!
+//! # What it does not do
+//!
+//! No HTTP routing (see the adapters' server helpers), no TLS (the adapters wrap rustls streams),
+//! no compression yet.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod driver;
+mod error;
+mod handshake;
+mod runtime;
+mod shared;
+mod socket;
+
+pub use config::{
+    Config, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_READ_HIGH_WATER, DEFAULT_WRITE_HIGH_WATER,
+};
+pub use error::Error;
+pub use handshake::{
+    ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
+    with_handshake_timeout,
+};
+pub use runtime::{Runtime, Task, Timer, Transport};
+pub use socket::{ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
+
+pub use tidings_core as core;
+pub use tidings_core::handshake::{
+    AcceptOptions, ClientRequest, OriginPolicy, ServerResponse, UpgradeRequest,
+};
+pub use tidings_core::{CloseCode, CloseFrame, CloseOutcome, Event, Message, MessageKind, Role};

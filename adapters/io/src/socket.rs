@@ -1,0 +1,696 @@
+//! The application-facing WebSocket: `recv`/`send`, `split` halves, `Stream` and `Sink`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tidings_core::{CloseCode, CloseOutcome, Event, Message};
+
+use crate::Error;
+use crate::shared::Shared;
+
+// ---- engine steps on the shared state -------------------------------------------------------
+
+/// The reader's step: the next event, reading (and flushing) as needed. `registered` tracks
+/// whether the read route holds this caller's waker.
+fn poll_event(shared: &Shared, cx: &mut Context<'_>, registered: &mut bool) -> Poll<Option<Event>> {
+    let mut st = shared.lock();
+    if *registered {
+        st.read_route.clear_app();
+        *registered = false;
+    }
+    st.release_hold();
+    loop {
+        if let Some(event) = st.next_buffered_event() {
+            return Poll::Ready(Some(event));
+        }
+        if st.finished {
+            return Poll::Ready(None);
+        }
+        // Nothing decoded: write what is queued (answers, pongs) before waiting for input.
+        st.progress_output();
+        st.read_route.set_app(cx.waker());
+        *registered = true;
+        match st.poll_fill() {
+            Poll::Ready(progress) => {
+                st.read_route.clear_app();
+                *registered = false;
+                st.note_deadline();
+                if !progress {
+                    // Nothing more will arrive and nothing is left to decode.
+                    st.finished = true;
+                    return Poll::Ready(None);
+                }
+            }
+            Poll::Pending => {
+                st.note_deadline();
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// The reader's step at message level: control events are skipped, the end of the connection is
+/// `None` (clean) or one error.
+fn poll_recv(
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    registered: &mut bool,
+) -> Poll<Option<Result<Message, Error>>> {
+    loop {
+        match ready!(poll_event(shared, cx, registered)) {
+            None => return Poll::Ready(None),
+            Some(Event::Message(message)) => return Poll::Ready(Some(Ok(message))),
+            Some(Event::Closed(outcome)) => {
+                let error = shared.lock().terminal_error(&outcome);
+                return Poll::Ready(error.map(Err));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// The error for a command on a connection whose transport is gone.
+fn closed_error(st: &crate::shared::State) -> Error {
+    match st.io_error_copy() {
+        Some(e) => Error::Io(e),
+        None => Error::Local(tidings_core::Error::Closed),
+    }
+}
+
+/// The writer's step: waits below the write high-water mark, then queues `message` (if any).
+fn poll_send(
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    registered: &mut bool,
+    message: &mut Option<Message>,
+) -> Poll<Result<(), Error>> {
+    let mut st = shared.lock();
+    if *registered {
+        st.write_route.clear_app();
+        *registered = false;
+    }
+    if st.transport_gone() {
+        return Poll::Ready(Err(closed_error(&st)));
+    }
+    if st.over_high_water() {
+        st.write_route.set_app(cx.waker());
+        *registered = true;
+        st.progress_output();
+        if st.over_high_water() && !st.transport_gone() {
+            st.note_deadline();
+            return Poll::Pending;
+        }
+        st.write_route.clear_app();
+        *registered = false;
+        if st.transport_gone() {
+            return Poll::Ready(Err(closed_error(&st)));
+        }
+    }
+    if let Some(message) = message.take() {
+        st.conn.send(message)?;
+        st.after_send();
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// The writer's flush: waits until all queued output is written.
+fn poll_flush(
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    registered: &mut bool,
+) -> Poll<Result<(), Error>> {
+    let mut st = shared.lock();
+    if *registered {
+        st.write_route.clear_app();
+        *registered = false;
+    }
+    st.write_route.set_app(cx.waker());
+    *registered = true;
+    st.progress_output();
+    if st.queued_out() > 0 && !st.transport_gone() {
+        st.note_deadline();
+        return Poll::Pending;
+    }
+    st.write_route.clear_app();
+    *registered = false;
+    match st.io_error_copy() {
+        Some(e) => Poll::Ready(Err(Error::Io(e))),
+        None => Poll::Ready(Ok(())),
+    }
+}
+
+/// Undoes a registration left by a future dropped while pending: readiness goes to the driver
+/// from now on, and if a wake was already routed to the dropped future, the driver gets one.
+fn unregister(shared: &Shared, read: bool) {
+    let route = {
+        let st = shared.lock();
+        if read {
+            st.read_route.clone()
+        } else {
+            st.write_route.clone()
+        }
+    };
+    if !route.clear_app() {
+        shared.driver.wake();
+    }
+}
+
+// ---- the handles ----------------------------------------------------------------------------
+
+/// One application handle on the shared state; counts towards keeping the connection open.
+struct Handle(Arc<Shared>);
+
+impl Handle {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.add_handle();
+        Handle(shared)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.drop_handle();
+    }
+}
+
+/// The receiving half of a [`WebSocket`], from [`WebSocket::split`].
+///
+/// It can be moved to another task than its [`WriteHalf`]; the two never hold a lock across an
+/// `.await`.
+pub struct ReadHalf {
+    handle: Handle,
+    registered: bool,
+}
+
+/// The sending half of a [`WebSocket`], from [`WebSocket::split`].
+pub struct WriteHalf {
+    handle: Handle,
+    registered: bool,
+    /// A message accepted by `Sink::start_send`-style callers but not queued yet.
+    pending: Option<Message>,
+}
+
+/// A WebSocket connection over one of the runtime adapters.
+///
+/// The connection is driven by two parties: the application's calls (`recv` reads, `send` writes)
+/// and a small driver task spawned with the connection, which takes over whenever the application
+/// is not waiting in `recv`/`send`: it answers pings, sends keepalive pings, enforces the pong,
+/// idle, write and close timeouts, and flushes queued messages — so all of these progress while
+/// the application only sends, or is busy elsewhere. Socket readiness goes to whichever party
+/// waits, so while the application keeps up the driver is not woken at all; see the crate docs for
+/// what it costs.
+///
+/// Messages received while the application is not in `recv` wait in a queue bounded by
+/// [`Config::read_high_water`](crate::Config::read_high_water); output is bounded by
+/// [`Config::write_high_water`](crate::Config::write_high_water), above which `send` waits.
+///
+/// Dropping every handle without [`close`](Self::close) starts a close handshake with 1001
+/// (going away) in the driver, which flushes what is queued first.
+pub struct WebSocket {
+    read: ReadHalf,
+    write: WriteHalf,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("subprotocol", &self.subprotocol())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl WebSocket {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let ws = WebSocket {
+            read: ReadHalf {
+                handle: Handle::new(shared.clone()),
+                registered: false,
+            },
+            write: WriteHalf {
+                handle: Handle::new(shared.clone()),
+                registered: false,
+                pending: None,
+            },
+        };
+        // `Shared::new` counted one handle for the construction; the halves hold their own.
+        shared.drop_handle();
+        ws
+    }
+
+    /// Splits into a reader and a writer that can be used from two tasks at once.
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        (self.read, self.write)
+    }
+
+    /// Puts the halves of the same connection back together, or returns them if they are not.
+    pub fn reunite(read: ReadHalf, write: WriteHalf) -> Result<Self, (ReadHalf, WriteHalf)> {
+        if Arc::ptr_eq(&read.handle.0, &write.handle.0) {
+            Ok(WebSocket { read, write })
+        } else {
+            Err((read, write))
+        }
+    }
+
+    /// The next data message; `None` once the connection has closed cleanly, `Some(Err(_))`
+    /// once if it failed (protocol error, timeout, transport error).
+    ///
+    /// Cancellation-safe: dropping the future before it completes loses nothing.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.read.recv().await
+    }
+
+    /// The next event of any kind (pings, pongs, the peer's close frame, fragments in streaming
+    /// mode, the final outcome); `None` after [`Event::Closed`]. Cancellation-safe.
+    pub async fn recv_event(&mut self) -> Option<Event> {
+        self.read.recv_event().await
+    }
+
+    /// Sends a message: waits while the write buffer is above its high-water mark, then queues the
+    /// message and writes it (see [`WriteHalf::send`]).
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.write.send(message).await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
+        self.write.send_text(text).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.write.send_binary(data).await
+    }
+
+    /// Waits until everything queued is written to the transport.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.write.flush().await
+    }
+
+    /// Sends a ping and resolves with the round-trip time when its pong arrives (RFC 6455 §5.5.2).
+    pub async fn ping(&mut self) -> Result<Duration, Error> {
+        self.write.ping().await
+    }
+
+    /// Starts the close handshake with `code` and `reason` and waits until it completes (or the
+    /// close timeout ends it); returns the outcome. Messages queued before are sent first.
+    /// Messages the peer sends meanwhile stay available to `recv`.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<CloseOutcome, Error> {
+        self.write.close(code, reason).await
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.read.handle.0.protocol()
+    }
+
+    /// Whether the connection is over (the close handshake completed, or it failed).
+    pub fn is_closed(&self) -> bool {
+        self.write.is_closed()
+    }
+
+    /// How the connection ended, once it has.
+    pub fn close_outcome(&self) -> Option<CloseOutcome> {
+        self.write.close_outcome()
+    }
+
+    /// Output bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.write.queued_bytes()
+    }
+
+    /// Sends `value` as a JSON text message.
+    #[cfg(feature = "json")]
+    pub async fn send_json<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.write.send_json(value).await
+    }
+
+    /// Receives the next message and parses it as JSON; `None` as for [`recv`](Self::recv).
+    #[cfg(feature = "json")]
+    pub async fn recv_json<T: serde::de::DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
+        self.read.recv_json().await
+    }
+}
+
+impl ReadHalf {
+    /// See [`WebSocket::recv`].
+    pub fn recv(&mut self) -> Recv<'_> {
+        Recv { half: self }
+    }
+
+    /// See [`WebSocket::recv_event`].
+    pub fn recv_event(&mut self) -> RecvEvent<'_> {
+        RecvEvent { half: self }
+    }
+
+    /// See [`WebSocket::recv_json`].
+    #[cfg(feature = "json")]
+    pub async fn recv_json<T: serde::de::DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
+        let message = match self.recv().await? {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(serde_json::from_slice(message.as_bytes()).map_err(Error::from))
+    }
+
+    /// Whether this half and `write` belong to the same connection.
+    pub fn is_pair_of(&self, write: &WriteHalf) -> bool {
+        Arc::ptr_eq(&self.handle.0, &write.handle.0)
+    }
+}
+
+impl Drop for ReadHalf {
+    fn drop(&mut self) {
+        if self.registered {
+            unregister(&self.handle.0, true);
+        }
+    }
+}
+
+impl WriteHalf {
+    /// Sends a message: waits while more than the write high-water mark is queued (a slow
+    /// reader blocks the sender instead of growing memory), queues the message, and writes it at
+    /// once — unless more received input is already waiting for the application, in which case
+    /// the write joins the next batch (flushed before the next `recv` waits, or by the driver).
+    ///
+    /// Errors: [`Error::Local`] for misuse (closing, too large, invalid close code…),
+    /// [`Error::Io`] if the transport failed.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.pending = Some(message);
+        SendFuture { half: self }.await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
+        self.send(Message::text(text.into())).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send(Message::binary(data)).await
+    }
+
+    /// Sends `value` as a JSON text message.
+    #[cfg(feature = "json")]
+    pub async fn send_json<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), Error> {
+        let text = serde_json::to_string(value)?;
+        self.send(Message::text(text)).await
+    }
+
+    /// Waits until everything queued is written to the transport.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        FlushFuture { half: self }.await
+    }
+
+    /// See [`WebSocket::ping`].
+    pub async fn ping(&mut self) -> Result<Duration, Error> {
+        let shared = self.handle.0.clone();
+        {
+            let mut st = shared.lock();
+            if st.transport_gone() {
+                return Err(closed_error(&st));
+            }
+            st.start_ping()?;
+            st.note_deadline();
+        }
+        EventWait {
+            shared: &shared,
+            check: |st: &mut crate::shared::State| {
+                if let Some(rtt) = st.take_pong() {
+                    return Some(Ok(rtt));
+                }
+                if st.outcome.is_some() || st.transport_gone() {
+                    return Some(Err(closed_error(st)));
+                }
+                None
+            },
+        }
+        .await
+    }
+
+    /// See [`WebSocket::close`].
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<CloseOutcome, Error> {
+        let shared = self.handle.0.clone();
+        {
+            let mut st = shared.lock();
+            if let Some(outcome) = &st.outcome {
+                return Ok(outcome.clone());
+            }
+            let now = st.now();
+            match st.conn.close(now, code, reason) {
+                Ok(()) => {}
+                Err(e) if e.is_closed() => {}
+                Err(e) => return Err(e.into()),
+            }
+            st.progress_output();
+            st.note_deadline();
+        }
+        EventWait {
+            shared: &shared,
+            check: |st: &mut crate::shared::State| {
+                st.progress_output();
+                if st.outcome.is_none() && st.transport_gone() {
+                    // No driver is reading any more: decode the rest here.
+                    st.settle();
+                }
+                st.outcome.clone().map(Ok)
+            },
+        }
+        .await
+    }
+
+    /// Whether the connection is over.
+    pub fn is_closed(&self) -> bool {
+        let st = self.handle.0.lock();
+        st.outcome.is_some() || st.transport_gone()
+    }
+
+    /// How the connection ended, once it has.
+    pub fn close_outcome(&self) -> Option<CloseOutcome> {
+        self.handle.0.lock().outcome.clone()
+    }
+
+    /// Output bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.handle.0.lock().queued_out()
+    }
+}
+
+impl Drop for WriteHalf {
+    fn drop(&mut self) {
+        if self.registered {
+            unregister(&self.handle.0, false);
+        }
+    }
+}
+
+// ---- futures ----------------------------------------------------------------------------------
+
+/// The future of [`ReadHalf::recv`]; cancellation-safe.
+#[must_use = "futures do nothing unless polled"]
+pub struct Recv<'a> {
+    half: &'a mut ReadHalf,
+}
+
+impl Future for Recv<'_> {
+    type Output = Option<Result<Message, Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let half = &mut *self.get_mut().half;
+        poll_recv(&half.handle.0, cx, &mut half.registered)
+    }
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        if self.half.registered {
+            self.half.registered = false;
+            unregister(&self.half.handle.0, true);
+        }
+    }
+}
+
+/// The future of [`ReadHalf::recv_event`]; cancellation-safe.
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvEvent<'a> {
+    half: &'a mut ReadHalf,
+}
+
+impl Future for RecvEvent<'_> {
+    type Output = Option<Event>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let half = &mut *self.get_mut().half;
+        poll_event(&half.handle.0, cx, &mut half.registered)
+    }
+}
+
+impl Drop for RecvEvent<'_> {
+    fn drop(&mut self) {
+        if self.half.registered {
+            self.half.registered = false;
+            unregister(&self.half.handle.0, true);
+        }
+    }
+}
+
+/// Sends `half.pending`.
+struct SendFuture<'a> {
+    half: &'a mut WriteHalf,
+}
+
+impl Future for SendFuture<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let half = &mut *self.get_mut().half;
+        poll_send(&half.handle.0, cx, &mut half.registered, &mut half.pending)
+    }
+}
+
+impl Drop for SendFuture<'_> {
+    fn drop(&mut self) {
+        // A send cancelled while waiting for room is not queued.
+        self.half.pending = None;
+        if self.half.registered {
+            self.half.registered = false;
+            unregister(&self.half.handle.0, false);
+        }
+    }
+}
+
+struct FlushFuture<'a> {
+    half: &'a mut WriteHalf,
+}
+
+impl Future for FlushFuture<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let half = &mut *self.get_mut().half;
+        poll_flush(&half.handle.0, cx, &mut half.registered)
+    }
+}
+
+impl Drop for FlushFuture<'_> {
+    fn drop(&mut self) {
+        if self.half.registered {
+            self.half.registered = false;
+            unregister(&self.half.handle.0, false);
+        }
+    }
+}
+
+/// Waits until `check` returns a value; the event waker is woken by pongs and the close.
+struct EventWait<'a, F> {
+    shared: &'a Shared,
+    check: F,
+}
+
+impl<T, F> Future for EventWait<'_, F>
+where
+    F: FnMut(&mut crate::shared::State) -> Option<T> + Unpin,
+{
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        let mut st = this.shared.lock();
+        if let Some(value) = (this.check)(&mut st) {
+            st.clear_event_waker();
+            return Poll::Ready(value);
+        }
+        st.set_event_waker(cx.waker());
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for EventWait<'_, F> {
+    fn drop(&mut self) {
+        self.shared.lock().clear_event_waker();
+    }
+}
+
+// ---- Stream and Sink --------------------------------------------------------------------------
+
+impl futures_core::Stream for ReadHalf {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let half = self.get_mut();
+        poll_recv(&half.handle.0, cx, &mut half.registered)
+    }
+}
+
+impl futures_core::Stream for WebSocket {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().read).poll_next(cx)
+    }
+}
+
+impl futures_sink::Sink<Message> for WriteHalf {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let half = self.get_mut();
+        poll_send(&half.handle.0, cx, &mut half.registered, &mut half.pending)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        let half = self.get_mut();
+        let mut st = half.handle.0.lock();
+        st.conn.send(item)?;
+        st.after_send();
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let half = self.get_mut();
+        poll_flush(&half.handle.0, cx, &mut half.registered)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let half = self.get_mut();
+        {
+            let mut st = half.handle.0.lock();
+            if st.conn.is_open() {
+                let now = st.now();
+                let _ = st.conn.close(now, CloseCode::NORMAL, "");
+                st.note_deadline();
+            }
+        }
+        poll_flush(&half.handle.0, cx, &mut half.registered)
+    }
+}
+
+impl futures_sink::Sink<Message> for WebSocket {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().write).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        Pin::new(&mut self.get_mut().write).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().write).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().write).poll_close(cx)
+    }
+}
