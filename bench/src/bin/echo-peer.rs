@@ -14,7 +14,8 @@
 //! (`echo-server.rs`: `split()` + `forward()`, which flushes only when the input has nothing ready,
 //! so pipelined echoes share a write) and `<impl>/send` (`autobahn-server.rs`: `next()` then
 //! `send()`, one flush per message). The harness uses the default; the other is kept to check that
-//! the choice is the faster one.
+//! the choice is the faster one. `tokio-websockets/forward` applies the `split()` + `forward()`
+//! shape to tokio-websockets, whose examples do not show it; it is not part of the default set.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,7 +39,8 @@ fn main() -> ExitCode {
     let result = match imp.as_str() {
         "tokio-tungstenite" => tokio_main(tokio_tungstenite_server::run(addr, true)),
         "tokio-tungstenite/send" => tokio_main(tokio_tungstenite_server::run(addr, false)),
-        "tokio-websockets" => tokio_main(tokio_websockets_server::run(addr)),
+        "tokio-websockets" => tokio_main(tokio_websockets_server::run(addr, false)),
+        "tokio-websockets/forward" => tokio_main(tokio_websockets_server::run(addr, true)),
         "fastwebsockets" => tokio_main(fastwebsockets_server::run(addr)),
         "async-tungstenite-smol" => smol::block_on(async_tungstenite_server::run(addr, true)),
         "async-tungstenite-smol/send" => smol::block_on(async_tungstenite_server::run(addr, false)),
@@ -63,6 +65,7 @@ const IMPLS: &[&str] = &[
     "tokio-tungstenite",
     "tokio-tungstenite/send",
     "tokio-websockets",
+    "tokio-websockets/forward",
     "fastwebsockets",
     "async-tungstenite-smol",
     "async-tungstenite-smol/send",
@@ -132,32 +135,40 @@ mod tokio_tungstenite_server {
 /// tokio-websockets 0.13, after its `examples/echo_server.rs` (`ServerBuilder` with
 /// `frame_size(usize::MAX)` and `Limits::unlimited()`, the connection task wrapped in
 /// `tokio::task::unconstrained`, `next()` then `send()`). That example builds a current-thread
-/// runtime; here it runs on the same multi-thread runtime as the other tokio servers.
+/// runtime; here it runs on the same multi-thread runtime as the other tokio servers. With
+/// `forward`, the stream is split (`futures_util::StreamExt::split`) and forwarded instead.
 mod tokio_websockets_server {
     use super::*;
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::{SinkExt, StreamExt, TryStreamExt, future};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_websockets::{Config, Limits, ServerBuilder};
 
-    pub async fn run(addr: SocketAddr) -> Result<(), BoxError> {
+    pub async fn run(addr: SocketAddr, forward: bool) -> Result<(), BoxError> {
         let listener = TcpListener::bind(addr).await?;
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(tokio::task::unconstrained(async move {
-                if let Err(e) = connection(stream).await {
+                if let Err(e) = connection(stream, forward).await {
                     report("tokio-websockets", e);
                 }
             }));
         }
     }
 
-    async fn connection(stream: TcpStream) -> Result<(), tokio_websockets::Error> {
+    async fn connection(stream: TcpStream, forward: bool) -> Result<(), tokio_websockets::Error> {
         stream.set_nodelay(true)?;
         let (_request, mut ws) = ServerBuilder::new()
             .config(Config::default().frame_size(usize::MAX))
             .limits(Limits::unlimited())
             .accept(stream)
             .await?;
+        if forward {
+            let (write, read) = ws.split();
+            return read
+                .try_filter(|msg| future::ready(msg.is_text() || msg.is_binary()))
+                .forward(write)
+                .await;
+        }
         while let Some(item) = ws.next().await {
             let item = item?;
             if item.is_text() || item.is_binary() {
