@@ -51,7 +51,7 @@ pub use handshake::{
     with_handshake_timeout,
 };
 pub use runtime::{Runtime, Task, Timer, Transport};
-pub use socket::{ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
+pub use socket::{Closer, ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
 
 pub use tidings_core as core;
 pub use tidings_core::handshake::{

@@ -150,6 +150,7 @@ impl Shared {
             hold: false,
             hold_seen: None,
             read_eof: false,
+            read_armed: false,
             io_error: None,
             outcome: None,
             finished: false,
@@ -221,6 +222,8 @@ pub(crate) struct State {
     /// When the driver first saw the current hold; after [`HOLD_GRACE`] it decodes anyway.
     hold_seen: Option<Instant>,
     read_eof: bool,
+    /// The last read returned `Pending`: socket readiness will be routed to someone.
+    read_armed: bool,
     /// The first transport error, reported once to the reader.
     io_error: Option<io::Error>,
     /// How the connection ended, once the core has said so.
@@ -355,7 +358,9 @@ impl State {
             buf.reserve(READ_CHUNK);
         }
         let mut cx = Context::from_waker(&self.read_waker);
-        match io.poll_read_into(&mut cx, buf) {
+        let result = io.poll_read_into(&mut cx, buf);
+        self.read_armed = result.is_pending();
+        match result {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => {
                 self.read_eof = true;
@@ -416,8 +421,9 @@ impl State {
                 self.push_event(event);
                 queued = true;
             }
-            let full = self.queued_in >= self.read_high_water
-                || self.conn.buffered_input() >= self.read_high_water;
+            // (Undecoded input needs no bound here: the core holds at most one frame, bounded by
+            // the frame size limit, plus one read.)
+            let full = self.queued_in >= self.read_high_water;
             if (full && !self.abandoned && !self.closing()) || self.held(now) {
                 break;
             }
@@ -426,8 +432,18 @@ impl State {
                 Poll::Ready(false) | Poll::Pending => break,
             }
         }
-        if queued {
+        if queued || !self.read_armed {
+            // Events for the reader, or the driver stopped reading before the socket would
+            // block: a waiting reader continues itself.
             self.read_route.wake_app();
+        }
+    }
+
+    /// After the application took a message: if no read is armed on the socket, nobody would
+    /// hear of new input (a ping) while the application is busy, so the driver takes over.
+    pub(crate) fn ensure_read_armed(&mut self) {
+        if !self.read_armed && !self.read_eof {
+            self.driver.wake();
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ fn poll_event(shared: &Shared, cx: &mut Context<'_>, registered: &mut bool) -> P
     st.release_hold();
     loop {
         if let Some(event) = st.next_buffered_event() {
+            st.ensure_read_armed();
             return Poll::Ready(Some(event));
         }
         if st.finished {
@@ -160,6 +161,54 @@ fn unregister(shared: &Shared, read: bool) {
 }
 
 // ---- the handles ----------------------------------------------------------------------------
+
+/// Closes a connection from outside the task that owns it (a server's graceful shutdown, an admin
+/// kick). It does not keep the connection alive: once every handle is dropped it does nothing.
+#[derive(Clone)]
+pub struct Closer(Weak<Shared>);
+
+impl std::fmt::Debug for Closer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closer")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Closer {
+    /// Starts the close handshake with `code` and `reason` (after what is already queued). The
+    /// owner's `recv` then ends once the peer answers. Returns `false` if the connection was
+    /// already closing or gone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Local`] for a code that may not be sent or a reason longer than 123 bytes.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<bool, Error> {
+        let Some(shared) = self.0.upgrade() else {
+            return Ok(false);
+        };
+        let mut st = shared.lock();
+        if !st.conn.is_open() || st.transport_gone() {
+            return Ok(false);
+        }
+        let now = st.now();
+        st.conn.close(now, code, reason)?;
+        st.progress_output();
+        st.note_deadline();
+        Ok(true)
+    }
+
+    /// Whether the connection is over (or all its handles are gone).
+    pub fn is_closed(&self) -> bool {
+        match self.0.upgrade() {
+            Some(shared) => {
+                let st = shared.lock();
+                st.outcome.is_some() || st.transport_gone()
+            }
+            None => true,
+        }
+    }
+}
 
 /// One application handle on the shared state; counts towards keeping the connection open.
 struct Handle(Arc<Shared>);
@@ -306,6 +355,11 @@ impl WebSocket {
     /// The subprotocol agreed in the handshake.
     pub fn subprotocol(&self) -> Option<&str> {
         self.read.handle.0.protocol()
+    }
+
+    /// A [`Closer`] that can start the close handshake from another task.
+    pub fn closer(&self) -> Closer {
+        self.write.closer()
     }
 
     /// Whether the connection is over (the close handshake completed, or it failed).
@@ -467,6 +521,16 @@ impl WriteHalf {
             },
         }
         .await
+    }
+
+    /// A [`Closer`] that can start the close handshake from another task.
+    pub fn closer(&self) -> Closer {
+        Closer(Arc::downgrade(&self.handle.0))
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.handle.0.protocol()
     }
 
     /// Whether the connection is over.

@@ -1,5 +1,47 @@
-//! `tidings-smol`: placeholder crate. Its implementation arrives with its own issue; today it only
-//! re-exports the sans-IO core so that the workspace layout is final.
+//! `tidings-smol`: WebSocket client and server on smol.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), tidings_smol::Error> { smol::block_on(async {
+//! // An echo server.
+//! let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     smol::spawn(async move {
+//!         let Ok(mut ws) = tidings_smol::accept(stream).await else { return };
+//!         while let Some(Ok(message)) = ws.recv().await {
+//!             if ws.send(message).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     })
+//!     .detach();
+//! }
+//! # }) }
+//! ```
+//!
+//! The protocol lives in the sans-IO [`tidings_core`](core); the async engine, shared with
+//! `tidings-tokio` (same API, file for file), lives in [`tidings_io`]. This crate adds smol's
+//! streams (any `futures-io` stream), clock and spawner, DNS + TCP connect, TLS (`rustls`
+//! feature) and a small [`server`] helper that also answers plain HTTP routes on the same port.
+//!
+//! Each connection spawns one small driver task with `smol::spawn` on smol's global executor (see
+//! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs).
+//!
+//! Features: `json` (default: `send_json`/`recv_json`), `rustls` (`wss://`, TLS accept).
 #![forbid(unsafe_code)]
 
-pub use tidings_core as core;
+mod accept;
+mod connect;
+mod io;
+pub mod server;
+
+#[cfg(feature = "rustls")]
+pub mod tls;
+
+pub use accept::{accept, accept_with, from_upgraded};
+pub use connect::{client, connect, connect_with};
+pub use tidings_io::{
+    AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
+    ConnectOptions, Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role,
+    ServerResponse, UpgradeRequest, WebSocket, WriteHalf, core,
+};

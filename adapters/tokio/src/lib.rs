@@ -45,7 +45,7 @@ pub mod http;
 pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
 pub use tidings_io::{
-    AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Config, ConnectOptions,
-    Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role, ServerResponse,
-    UpgradeRequest, WebSocket, WriteHalf, core,
+    AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
+    ConnectOptions, Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role,
+    ServerResponse, UpgradeRequest, WebSocket, WriteHalf, core,
 };

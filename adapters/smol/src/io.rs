@@ -1,0 +1,103 @@
+//! smol's streams, clock, timers and spawner, as the engine's [`Transport`] and [`Runtime`].
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_io::{AsyncRead, AsyncWrite};
+use tidings_io::{Runtime, Task, Timer, Transport};
+
+/// Bytes read per read call.
+const SCRATCH: usize = 64 * 1024;
+
+/// Any `futures-io` stream as a [`Transport`]. `futures-io` reads need an initialised buffer, so
+/// reads land in a scratch buffer (allocated on first use) and are appended to the core's.
+pub(crate) struct FuturesIo<S> {
+    stream: S,
+    scratch: Vec<u8>,
+}
+
+impl<S> Transport for FuturesIo<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; SCRATCH];
+        }
+        let room = (buf.capacity() - buf.len()).clamp(1, SCRATCH);
+        let n = match Pin::new(&mut self.stream).poll_read(cx, &mut self.scratch[..room]) {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        buf.extend_from_slice(&self.scratch[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// Boxes a `futures-io` stream for the engine.
+pub(crate) fn transport<S>(stream: S) -> Box<dyn Transport>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::new(FuturesIo {
+        stream,
+        scratch: Vec::new(),
+    })
+}
+
+/// The smol runtime: `std::time::Instant`, `async_io::Timer`, and `smol::spawn` (the global
+/// executor).
+pub(crate) struct Smol;
+
+/// The runtime instance handed to the engine.
+pub(crate) static RUNTIME: Smol = Smol;
+
+struct SmolTimer(smol::Timer);
+
+impl Timer for SmolTimer {
+    fn reset(&mut self, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Runtime for Smol {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn timer(&self, deadline: Instant) -> Box<dyn Timer> {
+        Box::new(SmolTimer(smol::Timer::at(deadline)))
+    }
+
+    fn spawn(&self, task: Task) {
+        smol::spawn(task).detach();
+    }
+}

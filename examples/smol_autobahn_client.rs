@@ -1,0 +1,52 @@
+//! The Autobahn TestSuite client driver on tidings-smol.
+//!
+//! ```sh
+//! cargo run --release --example smol_autobahn_client -- ws://127.0.0.1:9001 [agent]
+//! ```
+
+use tidings_smol::{Config, ConnectOptions, Message};
+
+fn main() -> Result<(), tidings_smol::Error> {
+    smol::block_on(run())
+}
+
+async fn run() -> Result<(), tidings_smol::Error> {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
+    let agent = args.next().unwrap_or_else(|| "tidings-smol".to_owned());
+
+    let count = case_count(&url).await?;
+    println!("running {count} cases against {url} as {agent}");
+    let options = ConnectOptions::new().config(Config::default().max_message_size(Some(64 << 20)));
+    for case in 1..=count {
+        let case_url = format!("{url}/runCase?case={case}&agent={agent}");
+        if let Err(e) = echo(&case_url, &options).await {
+            // Many cases are protocol violations or abrupt closes: go on with the next one.
+            eprintln!("case {case}: {e}");
+        }
+    }
+    let mut ws = tidings_smol::connect(&format!("{url}/updateReports?agent={agent}")).await?;
+    while ws.recv().await.is_some() {}
+    Ok(())
+}
+
+async fn case_count(url: &str) -> Result<u32, tidings_smol::Error> {
+    let mut ws = tidings_smol::connect(&format!("{url}/getCaseCount")).await?;
+    let mut count = None;
+    while let Some(message) = ws.recv().await {
+        if let Message::Text(text) = message? {
+            count = text.as_str().trim().parse().ok();
+        }
+    }
+    count.ok_or_else(|| tidings_smol::Error::Url("no case count received".into()))
+}
+
+async fn echo(url: &str, options: &ConnectOptions) -> Result<(), tidings_smol::Error> {
+    let (mut ws, _) = tidings_smol::connect_with(url, options).await?;
+    while let Some(message) = ws.recv().await {
+        ws.send(message?).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! An echo server on tidings-smol: every text or binary message comes back with the same opcode,
+//! on any path. It is the Autobahn TestSuite's server under test and the echo benchmark's.
+//!
+//! ```sh
+//! cargo run --release --example smol_echo_server -- 127.0.0.1:9001
+//! ```
+
+use smol::net::TcpListener;
+use tidings_smol::{AcceptOptions, Config, OriginPolicy};
+
+fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    smol::block_on(async {
+        let listener = TcpListener::bind(&addr).await?;
+        eprintln!("echo server listening on ws://{}", listener.local_addr()?);
+        // Large messages for Autobahn's 9.* cases; any origin, as test clients come from anywhere.
+        let config = Config::default()
+            .max_message_size(Some(64 << 20))
+            .origin_policy(OriginPolicy::allow_all());
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            let config = config.clone();
+            smol::spawn(async move {
+                let Ok(mut ws) =
+                    tidings_smol::accept_with(stream, &config, |_| Ok(AcceptOptions::new())).await
+                else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+    })
+}
