@@ -311,7 +311,9 @@ impl State {
     /// Whether the driver must leave input and deferred output to the application now: it holds
     /// a message, for less than [`HOLD_GRACE`] as far as the driver has seen.
     fn held(&mut self, now: Instant) -> bool {
-        if !self.hold || self.abandoned {
+        // A `ping()` or `close()` waiting for the peer means the application is not handling a
+        // message.
+        if !self.hold || self.abandoned || self.event_waker.is_some() {
             return false;
         }
         match self.hold_seen {
@@ -608,7 +610,13 @@ impl State {
     pub(crate) fn set_event_waker(&mut self, waker: &Waker) {
         match &self.event_waker {
             Some(w) if w.will_wake(waker) => {}
-            _ => self.event_waker = Some(waker.clone()),
+            _ => {
+                if self.event_waker.is_none() && self.hold {
+                    // The driver may be leaving input alone for the application: no longer.
+                    self.driver.wake();
+                }
+                self.event_waker = Some(waker.clone());
+            }
         }
     }
 
