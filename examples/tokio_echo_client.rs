@@ -9,7 +9,7 @@
 use tidings_tokio::{CloseCode, Message};
 
 #[tokio::main]
-async fn main() -> Result<(), tidings_tokio::Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "ws://127.0.0.1:9001/".to_owned());
@@ -18,12 +18,15 @@ async fn main() -> Result<(), tidings_tokio::Error> {
         ws.send_text(format!("hello {i}")).await?;
         ws.send_binary(vec![i; 4]).await?;
     }
-    for _ in 0..6 {
-        match ws.recv().await {
-            Some(Ok(Message::Text(text))) => println!("text: {}", text.as_str()),
-            Some(Ok(Message::Binary(data))) => println!("binary: {data:?}"),
-            Some(Err(e)) => return Err(e),
-            None => break,
+    // The echoes come back in order, with the opcode they were sent with.
+    for i in 0..3u8 {
+        for expected in [Message::text(format!("hello {i}")), Message::binary(vec![i; 4])] {
+            match ws.recv().await {
+                Some(Ok(message)) if message == expected => println!("echo: {message:?}"),
+                Some(Ok(other)) => return Err(format!("expected {expected:?}, got {other:?}").into()),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("connection closed early".into()),
+            }
         }
     }
     let rtt = ws.ping().await?;
