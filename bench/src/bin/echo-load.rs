@@ -10,9 +10,10 @@
 //! opcode and length, the first one of each connection for its exact payload. Round trips completed
 //! between the end of the warmup and the end of the run are counted, and one line of JSON is
 //! printed: `msgs_per_sec`, `mib_per_sec` (payload bytes one way), the parameters, and the CPU
-//! time over the measured window, in cores, of the generator (`load_cpu`) and, with
-//! `--server-pid`, of the server (`server_cpu`) — a server near 1.0 with the generator below it is
-//! what a valid measurement of a server pinned to one core looks like.
+//! time over the measured window, in cores, of the generator (`load_cpu`), of the whole machine
+//! (`machine_cpu`) and, with `--server-pid`, of the server (`server_cpu`) and of everything else
+//! (`other_cpu`: work that competed with the measurement). A server near 1.0 is what a valid
+//! measurement of a server pinned to one core looks like.
 //!
 //! The client is the sans-IO `tidings-core` engine driven straight over a non-blocking
 //! `TcpStream` (`try_read_buf` into the engine's input buffer, `try_write_vectored` of the queued
@@ -128,9 +129,20 @@ fn main() -> ExitCode {
         MessageKind::Text => "text",
         MessageKind::Binary => "binary",
     };
-    let mut cpu = format!(",\"load_cpu\":{}", json_opt(measured.load_cpu));
+    let mut cpu = format!(
+        ",\"load_cpu\":{},\"machine_cpu\":{}",
+        json_opt(measured.load_cpu),
+        json_opt(measured.machine_cpu)
+    );
     if args.server_pid.is_some() {
-        cpu += &format!(",\"server_cpu\":{}", json_opt(measured.server_cpu));
+        let other = (|| {
+            Some((measured.machine_cpu? - measured.load_cpu? - measured.server_cpu?).max(0.0))
+        })();
+        cpu += &format!(
+            ",\"server_cpu\":{},\"other_cpu\":{}",
+            json_opt(measured.server_cpu),
+            json_opt(other)
+        );
     }
     println!(
         "{{\"msgs_per_sec\":{:.1},\"mib_per_sec\":{mib_per_sec:.3},\"conns\":{},\
@@ -152,6 +164,24 @@ struct Measured {
     load_cpu: Option<f64>,
     /// The same for `--server-pid`.
     server_cpu: Option<f64>,
+    /// CPU time of the whole machine over the window (all processes, interrupts and time stolen
+    /// by the hypervisor), in cores: what exceeds `load_cpu + server_cpu` is other work that
+    /// competed with the measurement.
+    machine_cpu: Option<f64>,
+}
+
+/// Busy CPU time of the whole machine so far, in seconds, from the first line of `/proc/stat`:
+/// everything but idle and iowait.
+fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
+    Some(busy as f64 / 100.0)
 }
 
 /// CPU time (user + system, all threads) a process has used so far, in seconds, from
@@ -192,11 +222,12 @@ async fn run(args: &Args) -> Measured {
             ROUND_TRIPS.load(Ordering::Relaxed),
             cpu_seconds(None),
             args.server_pid.and_then(|pid| cpu_seconds(Some(pid))),
+            machine_cpu_seconds(),
         )
     };
-    let (start, before, load0, server0) = sample();
+    let (start, before, load0, server0, machine0) = sample();
     tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
-    let (end, after, load1, server1) = sample();
+    let (end, after, load1, server1, machine1) = sample();
     DONE.store(true, Ordering::Relaxed);
     let elapsed = (end - start).as_secs_f64();
     let share = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / elapsed);
@@ -204,6 +235,7 @@ async fn run(args: &Args) -> Measured {
         msgs_per_sec: (after - before) as f64 / elapsed,
         load_cpu: share(load0, load1),
         server_cpu: share(server0, server1),
+        machine_cpu: share(machine0, machine1),
     }
 }
 
