@@ -39,6 +39,7 @@ mod driver;
 mod error;
 mod handshake;
 mod runtime;
+mod server;
 mod shared;
 mod socket;
 
@@ -51,6 +52,12 @@ pub use handshake::{
     with_handshake_timeout,
 };
 pub use runtime::{Runtime, Task, Timer, Transport};
+pub use server::{
+    ConnectionLimiter, ConnectionPermit, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_TIMEOUT,
+    HttpResponse, HttpRoute, Idle, LimitExceeded, Listener, Listening, Negotiation, Network,
+    Registration, Registry, RequestInfo, Route, Server, ServerHandle, ShutdownReport,
+    WebSocketRoute, negotiate,
+};
 pub use socket::{Closer, ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
 
 pub use tidings_core as core;
