@@ -1,1 +1,118 @@
-//! x
+//! A small WebSocket and HTTP/1.1 server on smol: exact-path routes, connection limits, graceful
+//! shutdown. The same API as `tidings_tokio::server`; the body is runtime-neutral
+//! ([`tidings_io::Server`]), this module only binds it to smol's listener and spawner.
+//!
+//! WebSocket and plain HTTP share one port: a [`Route::http`] route answers ordinary requests
+//! (a page, a health check) and a [`Route::websocket`] route upgrades.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tidings_smol::server::{HttpResponse, Route, Server};
+//!
+//! # fn main() -> std::io::Result<()> { smol::block_on(async {
+//! let listening = Server::new()
+//!     .route("/echo", Route::websocket(|mut ws, _info| async move {
+//!         while let Some(Ok(message)) = ws.recv().await {
+//!             if ws.send(message).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     }))
+//!     .route("/", Route::http(|_info| async { HttpResponse::text(200, "hello\n") }))
+//!     .max_connections(10_000)
+//!     .max_connections_per_ip(64)
+//!     .shutdown_timeout(Duration::from_secs(5))
+//!     .bind("127.0.0.1:9001")
+//!     .await?;
+//! println!("listening on {}", listening.local_addr());
+//! let handle = listening.handle(); // handle.shutdown() from anywhere ends `serve`
+//! let report = listening.serve().await;
+//! println!("{} still open at exit", report.still_open);
+//! # Ok(()) }) }
+//! ```
+//!
+//! # What it does
+//!
+//! * Routes by the exact path of the request target (no prefixes, patterns or trailing-slash
+//!   folding; the query is not matched). Unknown paths get `404` before anything is upgraded.
+//! * A [`Route::websocket`] route validates the upgrade (RFC 6455 §4.2.1), applies the
+//!   [`Config`](crate::Config)'s origin policy, the connection limits and the route's subprotocol
+//!   choice, answers `101`, and runs the handler with the [`WebSocket`](crate::WebSocket) and a
+//!   [`RequestInfo`] (path, query, headers, peer address, subprotocol). A [`Route::http`] route
+//!   answers plain HTTP requests with an [`HttpResponse`], then closes the connection.
+//! * Limits: [`max_connections`](tidings_io::Server::max_connections) and
+//!   [`max_connections_per_ip`](tidings_io::Server::max_connections_per_ip) count connections
+//!   being served (a WebSocket until its handler ends); above them requests get `503` with
+//!   `Retry-After`, before any `101`.
+//! * Graceful shutdown, by [`ServerHandle::shutdown`] or the future given to
+//!   [`serve_with_shutdown`](Listening::serve_with_shutdown): stop accepting, send close 1001
+//!   (going away) to every live WebSocket, wait for the handlers up to the shutdown timeout, and
+//!   report how many were still open ([`ShutdownReport`]).
+//!
+//! Connections run on smol's global executor (`smol::spawn`).
+//!
+//! # What it does not do
+//!
+//! No TLS termination (put a TLS-terminating proxy in front, or accept TLS yourself with
+//! [`tls`](crate::tls) and [`accept_with`](crate::accept_with)), no HTTP/2, no keep-alive (one
+//! request per connection), no request bodies (a request announcing one gets `413`), no
+//! path parameters or middleware.
+
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use tidings_io::{Network, Runtime, Transport};
+
+pub use tidings_io::{
+    DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_TIMEOUT, HttpResponse, HttpRoute, Idle, Listening,
+    RequestInfo, Route, ServerHandle, ShutdownReport, WebSocketRoute,
+};
+
+use crate::io::{RUNTIME, transport};
+
+/// The server builder on smol; see the [module docs](self) and [`tidings_io::Server`] for its
+/// methods.
+pub type Server = tidings_io::Server<Tcp>;
+
+/// Plain TCP on smol: the [`Network`] of [`Server`].
+#[derive(Debug, Clone, Copy)]
+pub struct Tcp;
+
+impl Network for Tcp {
+    fn runtime() -> &'static dyn Runtime {
+        &RUNTIME
+    }
+
+    fn listener(listener: std::net::TcpListener) -> io::Result<Box<dyn tidings_io::Listener>> {
+        Ok(Box::new(Listener(smol::Async::new(listener)?)))
+    }
+}
+
+struct Listener(smol::Async<std::net::TcpListener>);
+
+impl tidings_io::Listener for Listener {
+    fn poll_accept(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Box<dyn Transport>, SocketAddr)>> {
+        loop {
+            match self.0.get_ref().accept() {
+                Ok((stream, peer)) => {
+                    stream.set_nodelay(true)?;
+                    let stream = smol::net::TcpStream::try_from(stream)?;
+                    return Poll::Ready(Ok((transport(stream), peer)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Registers the waker; `Ready` means readiness arrived meanwhile: retry.
+                    match self.0.poll_readable(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}

@@ -1,1 +1,325 @@
+//! Upgrading a hyper 1 request (and so an axum route) to a WebSocket (feature `hyper`).
+//!
+//! [`upgrade`] runs the same checks as [`accept_with`](crate::accept_with) — the core's request
+//! validation (RFC 6455 §4.2.1), the [`Config`]'s origin policy, then your `choose` callback —
+//! on the request hyper already parsed, and returns the response to send: the `101` with an
+//! [`UpgradeFut`] that resolves to the [`WebSocket`] once hyper hands over the connection, or the
+//! refusal (`400`, `403`, `405`, `426`, `431`, or your [`Rejection`]'s status).
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::Incoming, service::service_fn};
+//! use hyper_util::rt::TokioIo;
+//! use tidings_tokio::{AcceptOptions, Config, Rejection};
+//!
+//! async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+//!     if !tidings_tokio::http::is_upgrade_request(&req) {
+//!         return Ok(Response::new(Full::new(Bytes::from("not a WebSocket request\n"))));
+//!     }
+//!     let choose = |r: &tidings_tokio::UpgradeRequest<'_>| match r.path() {
+//!         "/ws" => Ok(AcceptOptions::new()),
+//!         _ => Err(Rejection::new(404)),
+//!     };
+//!     match tidings_tokio::http::upgrade(&mut req, &Config::default(), choose) {
+//!         Ok((response, upgrade)) => {
+//!             tokio::spawn(async move {
+//!                 let Ok(mut ws) = upgrade.await else { return };
+//!                 while let Some(Ok(message)) = ws.recv().await {
+//!                     if ws.send(message).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             });
+//!             Ok(response)
+//!         }
+//!         Err(refused) => Ok(refused.response),
+//!     }
+//! }
+//!
+//! # async fn f() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), service_fn(handle))
+//!             .with_upgrades() // without it the upgrade never completes
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! With axum, take the whole request (`axum::extract::Request`, the last extractor) and return
+//! the response; `examples/axum_echo.rs` shows it.
+//!
+//! What it does not do: HTTP/2 WebSockets (RFC 8441 extended `CONNECT`) — an HTTP/2 request is
+//! refused with `400`; hyper's HTTP/1 server must be built with `.with_upgrades()`.
 
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tidings_io::{HttpResponse, Negotiation};
+
+use crate::{AcceptOptions, Config, Error, Rejection, Role, UpgradeRequest, WebSocket};
+
+/// Whether `req` asks for a WebSocket upgrade (`Upgrade: websocket` and `Connection: upgrade`);
+/// for a handler that serves plain HTTP and WebSocket on one path.
+pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    let lists = |name, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    lists(http::header::UPGRADE, "websocket") && lists(http::header::CONNECTION, "upgrade")
+}
+
+/// Upgrades `req` to a WebSocket: validates it (RFC 6455 §4.2.1), applies `config`'s origin
+/// policy, lets `choose` accept (with a subprotocol, extra headers) or refuse, and returns the
+/// `101` response to send with an [`UpgradeFut`]. Await the future (in a spawned task) after the
+/// response is returned to hyper: it resolves once hyper hands over the connection, and the
+/// WebSocket then runs with `config`.
+///
+/// The response body type `R` is any body made from [`Bytes`] (`http_body_util::Full<Bytes>`,
+/// `axum::body::Body`).
+///
+/// The request head is checked as the engine would read it from the socket, with `config`'s
+/// handshake limits (64 headers, 8 KiB by default): a bigger head is refused with `431`.
+///
+/// # Errors
+///
+/// [`Refused`] with the response to send and why: [`Error::Handshake`] for an invalid request or
+/// a refused origin, [`Error::Refused`] when `choose` refused.
+pub fn upgrade<B, R, F>(
+    req: &mut Request<B>,
+    config: &Config,
+    choose: F,
+) -> Result<(Response<R>, UpgradeFut), Refused<R>>
+where
+    R: From<Bytes>,
+    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
+{
+    let head = request_head(req);
+    match tidings_io::negotiate(&head, config, choose) {
+        Negotiation::Accept { response, protocol } => {
+            let upgrade = UpgradeFut {
+                on: hyper::upgrade::on(req),
+                config: config.clone(),
+                protocol,
+            };
+            Ok((to_response(response), upgrade))
+        }
+        Negotiation::Refuse { response, error } => Err(Refused {
+            response: to_response(response),
+            error,
+        }),
+    }
+}
+
+/// A refused upgrade: the response to send and why.
+pub struct Refused<R> {
+    /// The refusal to send (status, headers, a short body).
+    pub response: Response<R>,
+    /// Why the request was refused.
+    pub error: Error,
+}
+
+impl<R> fmt::Debug for Refused<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused")
+            .field("status", &self.response.status())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<R> fmt::Display for Refused<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "upgrade refused ({}): {}",
+            self.response.status(),
+            self.error
+        )
+    }
+}
+
+impl<R> std::error::Error for Refused<R> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Resolves to the [`WebSocket`] once hyper hands over the upgraded connection; from
+/// [`upgrade`].
+///
+/// # Errors
+///
+/// [`Error::Io`] if hyper could not upgrade (the connection closed first, or the server was not
+/// built with `.with_upgrades()`).
+#[must_use = "futures do nothing unless polled"]
+pub struct UpgradeFut {
+    on: OnUpgrade,
+    config: Config,
+    protocol: Option<String>,
+}
+
+impl fmt::Debug for UpgradeFut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradeFut")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpgradeFut {
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+}
+
+impl Future for UpgradeFut {
+    type Output = Result<WebSocket, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let upgraded = ready!(Pin::new(&mut this.on).poll(cx)).map_err(io::Error::other)?;
+        let ws = crate::from_upgraded(
+            TokioIo::new(upgraded),
+            Role::Server,
+            &this.config,
+            this.protocol.take(),
+        );
+        Poll::Ready(Ok(ws))
+    }
+}
+
+/// The request head as HTTP/1.1 bytes, as the engine would have read it from the socket.
+fn request_head<B>(req: &Request<B>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(req.method().as_str().as_bytes());
+    head.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(match req.version() {
+        Version::HTTP_11 => b" HTTP/1.1\r\n",
+        Version::HTTP_10 | Version::HTTP_09 => b" HTTP/1.0\r\n",
+        // HTTP/2 and HTTP/3 carry WebSockets differently (RFC 8441, RFC 9220): not supported,
+        // and refused as a malformed version.
+        _ => b" HTTP/2.0\r\n",
+    });
+    if !req.headers().contains_key(HOST)
+        && let Some(authority) = req.uri().authority()
+    {
+        push_header(&mut head, "host", authority.as_str().as_bytes());
+    }
+    for (name, value) in req.headers() {
+        push_header(&mut head, name.as_str(), value.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// The engine's response as an `http::Response`.
+fn to_response<R: From<Bytes>>(response: HttpResponse) -> Response<R> {
+    let (status, headers, body) = response.into_parts();
+    let mut out = Response::new(R::from(body));
+    *out.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        // The engine only writes valid names and values.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn request(version: Version) -> Request<()> {
+        Request::builder()
+            .uri("/chat?room=1")
+            .version(version)
+            .header("Host", "example.com")
+            .header("Upgrade", "websocket")
+            .header("Connection", "keep-alive, Upgrade")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Protocol", "chat")
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn accepts_with_101_and_the_accept_key() {
+        let mut req = request(Version::HTTP_11);
+        assert!(is_upgrade_request(&req));
+        let (response, upgrade) = upgrade::<_, Bytes, _>(&mut req, &Config::default(), |r| {
+            assert_eq!((r.path(), r.query()), ("/chat", Some("room=1")));
+            Ok(AcceptOptions::new().protocol("chat"))
+        })
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let h = response.headers();
+        assert_eq!(h["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "Upgrade");
+        assert_eq!(h["sec-websocket-protocol"], "chat");
+        assert_eq!(upgrade.protocol(), Some("chat"));
+    }
+
+    #[test]
+    fn refusals_carry_the_status_of_the_error_or_the_rejection() {
+        let mut req = request(Version::HTTP_11);
+        let refused =
+            upgrade::<_, Bytes, _>(&mut req, &Config::default(), |_| Err(Rejection::new(404)))
+                .unwrap_err();
+        assert_eq!(refused.response.status(), StatusCode::NOT_FOUND);
+        assert!(matches!(refused.error, Error::Refused(404)));
+
+        for version in [Version::HTTP_10, Version::HTTP_2] {
+            let mut req = request(version);
+            let refused = upgrade::<_, Bytes, _>(&mut req, &Config::default(), |_| unreachable!())
+                .unwrap_err();
+            assert_eq!(
+                refused.response.status(),
+                StatusCode::BAD_REQUEST,
+                "{version:?}"
+            );
+        }
+
+        let mut req = request(Version::HTTP_11);
+        req.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("8"));
+        let refused =
+            upgrade::<_, Bytes, _>(&mut req, &Config::default(), |_| unreachable!()).unwrap_err();
+        assert_eq!(refused.response.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(refused.response.headers()["sec-websocket-version"], "13");
+        assert!(!is_upgrade_request(&Request::new(())));
+    }
+}
