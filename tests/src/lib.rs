@@ -21,6 +21,7 @@ use tidings_core::{
     ProtocolError, Role,
 };
 
+pub mod adapter_suite;
 pub mod vectors;
 
 /// Raw opcode values, including reserved ones, for hand-made frames.
