@@ -101,6 +101,10 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
 ///
 /// [`Refused`] with the response to send and why: [`Error::Handshake`] for an invalid request or
 /// a refused origin, [`Error::Refused`] when `choose` refused.
+#[expect(
+    clippy::result_large_err,
+    reason = "the Ok side is as large: both are responses built once per request, moved to hyper"
+)]
 pub fn upgrade<B, R, F>(
     req: &mut Request<B>,
     config: &Config,

@@ -65,6 +65,9 @@ pub use tidings_io::{
     DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_TIMEOUT, HttpResponse, HttpRoute, Idle, Listening,
     RequestInfo, Route, ServerHandle, ShutdownReport, WebSocketRoute,
 };
+// The building blocks, for WebSockets served by another HTTP server (hyper, axum): connection
+// limits with RAII permits, and a registry of live connections to close them all at shutdown.
+pub use tidings_io::{ConnectionLimiter, ConnectionPermit, LimitExceeded, Registration, Registry};
 
 use crate::io::{RUNTIME, transport};
 
