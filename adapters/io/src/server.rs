@@ -1126,7 +1126,10 @@ impl<N: Network> Server<N> {
 #[derive(Default)]
 struct StopState {
     requested: bool,
+    /// The accept loop (and any other waiter).
     waiters: Waiters,
+    /// Connections still reading their request head, by registration id: a shutdown drops them.
+    heads: HashMap<u64, Waker>,
 }
 
 /// What the accept loop and every connection task share.
@@ -1146,7 +1149,29 @@ impl ServerShared {
         if !st.requested {
             st.requested = true;
             st.waiters.wake_all();
+            for (_, waker) in st.heads.drain() {
+                waker.wake();
+            }
         }
+    }
+
+    /// [`poll_stop`](Self::poll_stop) for the connection registered as `id`, in O(1).
+    fn poll_stop_for(&self, id: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = lock(&self.stop);
+        if st.requested {
+            return Poll::Ready(());
+        }
+        match st.heads.get_mut(&id) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => {
+                st.heads.insert(id, cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn forget_stop_waker(&self, id: u64) {
+        lock(&self.stop).heads.remove(&id);
     }
 
     fn stopping(&self) -> bool {
@@ -1214,7 +1239,8 @@ impl fmt::Debug for ServerHandle {
 impl ServerHandle {
     /// Starts the graceful shutdown: the serve future stops accepting, sends close 1001 (going
     /// away) to every live WebSocket, and waits for the handlers, bounded by the shutdown timeout.
-    /// Requests still in their handshake are answered `503`. Idempotent.
+    /// Connections still sending their request head are dropped, and requests already read but
+    /// not yet upgraded are answered `503`. Idempotent.
     pub fn shutdown(&self) {
         self.0.request_stop();
     }
@@ -1268,8 +1294,9 @@ impl Listening {
     /// Serves until `signal` resolves (e.g. a Ctrl-C future) or [`ServerHandle::shutdown`] is
     /// called. Each connection runs in its own task. Then shuts down gracefully: closes the
     /// listener, sends close 1001 (going away) to every live WebSocket — and to any whose
-    /// handshake completes later — answers requests still in their handshake with `503`, and
-    /// waits until every handler has ended or the shutdown timeout has passed.
+    /// `101` was already on its way — drops connections still sending their request head,
+    /// answers requests read but not yet upgraded with `503`, and waits until every handler
+    /// (plain HTTP ones included) has ended or the shutdown timeout has passed.
     ///
     /// Accept errors do not end the server: a failed connection is skipped, and other errors
     /// (out of file descriptors) pause accepting for 100 ms.
@@ -1361,9 +1388,15 @@ async fn connection(
     registration: Registration,
 ) {
     let config = &shared.config;
-    let opened = with_handshake_timeout(rt, config, open(&mut *io, peer, &shared)).await;
+    let opened = with_handshake_timeout(rt, config, async {
+        match read_head(&mut *io, &shared, registration.id).await? {
+            Some(buf) => answer(&mut *io, buf, peer, &shared).await,
+            None => Ok(None),
+        }
+    })
+    .await;
     let Ok(Some((served, _permit))) = opened else {
-        // Refused (and answered), failed, or timed out.
+        // Refused (and answered), failed, timed out, or dropped by a shutdown.
         return;
     };
     match served {
@@ -1411,21 +1444,48 @@ async fn respond(io: &mut dyn Transport, response: &[u8]) {
     }
 }
 
-/// Reads the request head, routes it, applies the limits and (for a WebSocket route) answers the
-/// upgrade. `None`: the request was refused and answered.
-async fn open(
+/// Removes a connection's shutdown waker when its head is read (or the read is abandoned).
+struct HeadWait<'a> {
+    shared: &'a ServerShared,
+    id: u64,
+}
+
+impl Drop for HeadWait<'_> {
+    fn drop(&mut self) {
+        self.shared.forget_stop_waker(self.id);
+    }
+}
+
+/// Reads a complete request head (and whatever followed it). `None`: a shutdown started first;
+/// the connection is dropped without an answer. An invalid head is answered with its status.
+async fn read_head(
     io: &mut dyn Transport,
-    peer: SocketAddr,
     shared: &ServerShared,
-) -> Result<Option<(Served, ConnectionPermit)>, Error> {
-    let config = &shared.config;
+    id: u64,
+) -> Result<Option<BytesMut>, Error> {
+    let limits = &shared.config.limits;
+    let wait = HeadWait { shared, id };
     let mut buf = BytesMut::with_capacity(1024);
     loop {
-        read_some(io, &mut buf).await?;
-        match parse_head(&buf, &config.limits) {
+        let read = {
+            let mut read = pin!(read_some(io, &mut buf));
+            poll_fn(|cx| {
+                if let Poll::Ready(result) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                shared.poll_stop_for(id, cx).map(|()| None)
+            })
+            .await
+        };
+        match read {
+            None => return Ok(None),
+            Some(result) => result?,
+        }
+        match parse_head(&buf, limits) {
             Ok(Status::Partial) => continue,
             Ok(Status::Complete(_)) => break,
             Err(e) => {
+                drop(wait);
                 if let Some(response) = e.response() {
                     respond(io, &response).await;
                 }
@@ -1433,6 +1493,19 @@ async fn open(
             }
         }
     }
+    drop(wait);
+    Ok(Some(buf))
+}
+
+/// Routes a complete request head, applies the limits and (for a WebSocket route) answers the
+/// upgrade. `None`: the request was refused and answered.
+async fn answer(
+    io: &mut dyn Transport,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+    shared: &ServerShared,
+) -> Result<Option<(Served, ConnectionPermit)>, Error> {
+    let config = &shared.config;
     let Ok(Status::Complete((head, _))) = parse_head(&buf, &config.limits) else {
         return Err(Error::Handshake(HandshakeError::Malformed("request head")));
     };

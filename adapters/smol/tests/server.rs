@@ -12,7 +12,9 @@ use tidings_smol::core::handshake::HandshakeError;
 use tidings_smol::server::{
     HttpResponse, RequestInfo, Route, Server, ServerHandle, ShutdownReport,
 };
-use tidings_smol::{CloseCode, ConnectOptions, Error, Event, WebSocket, connect, connect_with};
+use tidings_smol::{
+    CloseCode, Config, ConnectOptions, Error, Event, WebSocket, connect, connect_with,
+};
 
 /// Every test ends within this, or fails.
 const BOUND: Duration = Duration::from_secs(30);
@@ -264,6 +266,34 @@ async fn shutdown_returns_after_the_timeout_with_handlers_that_do_not_end() {
     assert_eq!((report.closed, report.still_open), (1, 1));
 }
 
+async fn shutdown_drops_connections_still_sending_their_request() {
+    let config = Config::default().handshake_timeout(Some(Duration::from_secs(60)));
+    let server = Server::new()
+        .route("/echo", Route::websocket(echo))
+        .config(config)
+        .shutdown_timeout(Duration::from_secs(20));
+    let (base, handle, serving) = start(server).await;
+    let mut idle = TcpStream::connect(base.trim_start_matches("ws://"))
+        .await
+        .expect("tcp");
+    idle.write_all(b"GET /echo HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    // Accepted in order: once this one is open, so is the idle one.
+    let mut ws = connect(&format!("{base}/echo")).await.expect("connect");
+    round_trip(&mut ws, "x").await;
+    assert_eq!(handle.connections(), 2);
+
+    handle.shutdown();
+    assert!(ws.recv().await.is_none());
+    drop(ws);
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let report = serving.await;
+    assert_eq!((report.closed, report.still_open), (1, 0));
+}
+
 async fn shutdown_by_a_signal_future() {
     let server = Server::new().route("/echo", Route::websocket(echo));
     let listening = server.bind("127.0.0.1:0").await.expect("bind");
@@ -287,5 +317,6 @@ tests! {
     global_limit_refuses_above_the_total_with_503,
     graceful_shutdown_closes_clients_with_1001_and_returns,
     shutdown_returns_after_the_timeout_with_handlers_that_do_not_end,
+    shutdown_drops_connections_still_sending_their_request,
     shutdown_by_a_signal_future,
 }
