@@ -51,12 +51,18 @@
 //!
 //! Connections run on smol's global executor (`smol::spawn`).
 //!
+//! The pieces are public for WebSockets served by another HTTP server: a [`ConnectionLimiter`]
+//! hands out RAII [`ConnectionPermit`]s, and a [`Registry`] keeps each live connection's
+//! [`Closer`](crate::Closer) for a shutdown's close 1001 ([`Registry::close_all`], then
+//! [`Registry::idle`] under a timeout).
+//!
 //! # What it does not do
 //!
-//! No TLS termination (put a TLS-terminating proxy in front, or accept TLS yourself with
-//! [`tls`](crate::tls) and [`accept_with`](crate::accept_with)), no HTTP/2, no keep-alive (one
-//! request per connection), no request bodies (a request announcing one gets `413`), no
-//! path parameters or middleware.
+//! No TLS termination (put a TLS-terminating proxy in front, or accept TLS yourself with the
+//! `tls` module, feature `rustls`, and [`accept_with`](crate::accept_with)), no HTTP/2, no
+//! keep-alive (one request per connection), no request bodies (a request announcing one gets
+//! `413`), no path parameters or middleware. Connections still sending their request head are not
+//! counted by the limits: the handshake timeout bounds them.
 
 use std::io;
 use std::net::SocketAddr;
