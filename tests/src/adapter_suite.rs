@@ -529,6 +529,11 @@ macro_rules! raw_peer {
                 }
             }
 
+            /// Takes every byte read and not yet taken as a frame (to feed a core `Connection`).
+            pub fn take_buffered(&mut self) -> Vec<u8> {
+                std::mem::take(&mut self.buf)
+            }
+
             /// The next frame, which must exist.
             pub async fn expect_frame(&mut self) -> $crate::WireFrame {
                 self.next_frame().await.expect("a frame, not EOF")
