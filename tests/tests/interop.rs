@@ -81,14 +81,16 @@ macro_rules! suite {
                 let mut theirs = rt::their_accept(listener.accept().await).await;
                 let mut close = None;
                 while let Some(Ok(message)) = theirs.next().await {
-                    match message {
-                        TheirMessage::Text(_) | TheirMessage::Binary(_) => {
-                            if theirs.send(message).await.is_err() {
-                                break;
-                            }
+                    let data = match message {
+                        TheirMessage::Close(frame) => {
+                            close = frame;
+                            continue;
                         }
-                        TheirMessage::Close(frame) => close = frame,
-                        _ => {}
+                        data @ (TheirMessage::Text(_) | TheirMessage::Binary(_)) => data,
+                        _ => continue,
+                    };
+                    if theirs.send(data).await.is_err() {
+                        break;
                     }
                 }
                 close
