@@ -1,0 +1,170 @@
+//! `wss://` on both runtimes: a self-signed certificate for `localhost` made with rcgen, a rustls
+//! server config on the ring provider, our server behind the adapter's `TlsAcceptor`, our client
+//! through `tls::connect_with_tls` with a config that trusts that certificate. And the negative
+//! side: the default webpki roots, or a name the certificate does not carry, fail the connection.
+//!
+//! Each test is written once in `suite!` and expanded for tokio and smol.
+
+tidings_tests::runtime_shims!();
+
+macro_rules! suite {
+    () => {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use tidings_tests::adapter_suite::{binary_payload, text_payload};
+
+        use rt::ws::core::Initiator;
+        use rt::ws::tls::{self, TlsAcceptor, rustls};
+        use rt::ws::{self, CloseCode, CloseOutcome, ConnectOptions, Error, Message, WebSocket};
+
+        const GUARD: Duration = Duration::from_secs(20);
+
+        /// A server config with a fresh self-signed certificate for `localhost`, and a client
+        /// config that trusts exactly that certificate.
+        fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+            let rcgen::CertifiedKey { cert, signing_key } =
+                rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+                    .expect("self-signed certificate");
+            let cert = cert.der().clone();
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.clone()], key)
+                .expect("server config");
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert).expect("trust the certificate");
+            let client = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            (Arc::new(server), Arc::new(client))
+        }
+
+        /// Our TLS server: accepts one TCP connection, runs the TLS handshake, then the
+        /// WebSocket one.
+        fn tls_server(
+            listener: rt::Listener,
+            config: Arc<rustls::ServerConfig>,
+        ) -> rt::Join<Result<WebSocket, Error>> {
+            rt::spawn(async move {
+                let tcp = listener.accept().await;
+                let stream = TlsAcceptor::from(config).accept(tcp).await?;
+                ws::accept(stream).await
+            })
+        }
+
+        async fn echo(mut ws: WebSocket) -> Option<CloseOutcome> {
+            while let Some(Ok(message)) = ws.recv().await {
+                if ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+            ws.close_outcome()
+        }
+
+        #[test]
+        fn wss_echo_with_a_private_root() {
+            rt::run(GUARD, async {
+                let (server_config, client_config) = configs();
+                let (listener, port) = rt::bind().await;
+                let server = tls_server(listener, server_config);
+                let url = format!("wss://localhost:{port}/secure");
+                let (mut client, _) =
+                    tls::connect_with_tls(&url, &ConnectOptions::new(), client_config)
+                        .await
+                        .expect("wss connect");
+                let server = rt::spawn(echo(server.await.expect("tls accept")));
+
+                let messages = [
+                    Message::text("over TLS"),
+                    Message::binary(vec![0u8, 1, 2, 3, 255]),
+                    Message::text(text_payload(70_000)),
+                    Message::binary(binary_payload(1 << 20, 1)),
+                ];
+                for m in messages {
+                    client.send(m.clone()).await.expect("send");
+                    let back = client.recv().await.expect("open").expect("echo");
+                    assert!(
+                        back == m,
+                        "{:?} message of {} bytes differs",
+                        m.kind(),
+                        m.len()
+                    );
+                }
+                client.ping().await.expect("ping over TLS");
+
+                let outcome = client.close(CloseCode::NORMAL, "bye").await.expect("close");
+                assert!(outcome.clean, "{outcome:?}");
+                assert_eq!(outcome.code, CloseCode::NORMAL);
+                assert_eq!(outcome.initiator, Initiator::Local);
+                let server_outcome = server.await.expect("server outcome");
+                assert!(server_outcome.clean, "{server_outcome:?}");
+                assert_eq!(server_outcome.reason, "bye");
+                assert_eq!(server_outcome.initiator, Initiator::Remote);
+            });
+        }
+
+        /// Certificate validation is on: the default webpki roots do not trust a self-signed
+        /// certificate, and a private root does not make it valid for another name.
+        #[test]
+        fn wss_certificate_validation_is_on() {
+            rt::run(GUARD, async {
+                let (server_config, client_config) = configs();
+
+                // `connect` with the default (webpki) roots.
+                let (listener, port) = rt::bind().await;
+                let server = tls_server(listener, server_config.clone());
+                let err = ws::connect(&format!("wss://localhost:{port}/"))
+                    .await
+                    .expect_err("a self-signed certificate must not pass the webpki roots");
+                match &err {
+                    Error::Io(e) => assert!(
+                        e.to_string().to_lowercase().contains("certificate"),
+                        "not a certificate error: {e}"
+                    ),
+                    other => panic!("expected an I/O (TLS) error, got {other:?}"),
+                }
+                assert!(
+                    server.await.is_err(),
+                    "the server's TLS handshake fails too"
+                );
+
+                // Our root, but a name the certificate does not carry.
+                let (listener, port) = rt::bind().await;
+                let server = tls_server(listener, server_config);
+                let url = format!("wss://127.0.0.1:{port}/");
+                let err =
+                    tls::connect_with_tls(&url, &ConnectOptions::new(), client_config.clone())
+                        .await
+                        .expect_err("the certificate is for localhost only");
+                assert!(matches!(err, Error::Io(_)), "{err:?}");
+                assert!(server.await.is_err());
+
+                // A ws:// URL is not for connect_with_tls.
+                let err = tls::connect_with_tls(
+                    "ws://localhost:1/",
+                    &ConnectOptions::new(),
+                    client_config,
+                )
+                .await
+                .expect_err("ws:// URL");
+                assert!(matches!(err, Error::Url(_)), "{err:?}");
+            });
+        }
+    };
+}
+
+mod tokio_suite {
+    use super::tokio_rt as rt;
+    suite!();
+}
+
+mod smol_suite {
+    use super::smol_rt as rt;
+    suite!();
+}
