@@ -12,9 +12,10 @@
 #
 # Environment: SERVERS="name ..." to measure a subset or add variants (echo-peer's
 # `tokio-tungstenite/send`, `async-tungstenite-smol/send`, `tokio-websockets/forward`);
-# WARMUP=seconds (default 1); BASE_PORT (default 19000). A measurement during which other work on
-# the machine took more than OTHER_MAX cores (default 0.15) is repeated, up to RETRIES times
-# (default 2); the last attempt counts.
+# WARMUP=seconds (default 1); BASE_PORT (default 19000). Each measurement waits (at most
+# QUIET_WAIT s, default 120) until other work uses less than OTHER_MAX cores (default 0.15); one
+# during which other work took more than that is repeated, up to RETRIES times (default 2), and if
+# still contended is kept in the CSV but left out of the medians (unless all are contended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,6 +25,7 @@ warmup=${WARMUP:-1}
 base_port=${BASE_PORT:-19000}
 other_max=${OTHER_MAX:-0.15}
 retries=${RETRIES:-2}
+quiet_wait=${QUIET_WAIT:-120}
 out=target/bench-echo
 mkdir -p "$out"
 csv=$out/results.csv
@@ -149,6 +151,33 @@ wait_port() {
   return 1
 }
 
+# Busy CPU of the whole machine over 0.5 s, in cores (from /proc/stat: all but idle and iowait).
+machine_busy() {
+  local a b
+  a=$(head -n1 /proc/stat)
+  sleep 0.5
+  b=$(head -n1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    split(a, x); split(b, y); busy = 0
+    for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
+    printf "%.2f", busy / 100 / 0.5 }'
+}
+
+# Waits, at most $quiet_wait seconds, until other work on the machine uses less than $other_max
+# cores, so that a measurement does not start in the middle of someone else's build.
+wait_quiet() {
+  local start=$SECONDS busy
+  while :; do
+    busy=$(machine_busy)
+    awk -v o="$busy" -v m="$other_max" 'BEGIN { exit !(o <= m) }' && return 0
+    if ((SECONDS - start >= quiet_wait)); then
+      warn "the machine is still busy ($busy cores) after ${quiet_wait} s; measuring anyway"
+      return 0
+    fi
+    sleep 2
+  done
+}
+
 # One measurement of server $1 on port $2 for the current scenario; sets `row` to the CSV fields
 # from msgs_per_sec to other_cpu, or to nothing if it failed.
 measure() {
@@ -192,6 +221,7 @@ for ((r = 1; r <= rounds; r++)); do
       attempts=0
       while :; do
         attempts=$((attempts + 1))
+        wait_quiet
         measure "$s" "$(port_of "$idx" "$si")"
         other=$(cut -d, -f5 <<<"$row")
         if [[ -n $other ]] && ((attempts <= retries)) \
@@ -224,9 +254,18 @@ other_max = float(sys.argv[4])
 rows = list(csv.DictReader(open(path)))
 scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
 data = defaultdict(lambda: defaultdict(list))
+contended = lambda r: r["other_cpu"] != "" and float(r["other_cpu"]) > other_max
 for r in rows:
     if r["msgs_per_sec"]:
         data[r["scenario"]][r["server"]].append(r)
+# Measurements during which other work competed are left out, unless nothing else is left.
+dropped = defaultdict(int)
+for sc in data:
+    for s, rs in data[sc].items():
+        clean = [r for r in rs if not contended(r)]
+        if clean:
+            dropped[sc] += len(rs) - len(clean)
+            data[sc][s] = clean
 
 def med(rs, key):
     vals = [float(r[key]) for r in rs if r[key] != ""]
@@ -243,7 +282,7 @@ for sc in scenarios:
     peer_meds = {s: v for s, v in medians.items() if s in peers}
     fastest = max(peer_meds, key=peer_meds.get) if peer_meds else None
     print("| server | median msgs/s | min–max msgs/s | median MiB/s | × fastest peer "
-          "| server CPU | generator CPU | other CPU (max) | rounds |")
+          "| server CPU | generator CPU | other CPU (max) | rounds used |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in servers:
         rs = d[s]
@@ -255,14 +294,16 @@ for sc in scenarios:
         ratio = f"{m / peer_meds[fastest]:.2f}" if fastest else "n/a"
         scpu, lcpu = med(rs, "server_cpu"), med(rs, "load_cpu")
         others = [float(r["other_cpu"]) for r in rs if r["other_cpu"] != ""]
+        used = f"{len(vals)}" + ("*" if any(contended(r) for r in rs) else "")
         cpu = lambda v: f"{v:.2f}" if v is not None else "n/a"
         print(f"| {s} | {num(m)} | {num(vals[0])}–{num(vals[-1])} | {med(rs, 'mib_per_sec'):,.1f} "
               f"| {ratio} | {cpu(scpu)} | {cpu(lcpu)} | {cpu(max(others) if others else None)} "
-              f"| {len(vals)} |")
+              f"| {used} |")
     print()
-    busy = sum(1 for s in servers for r in d[s] if r["other_cpu"] != "" and float(r["other_cpu"]) > other_max)
-    if busy:
-        print(f"* {busy} measurement(s) kept although other work took more than {other_max} cores")
+    if dropped[sc]:
+        print(f"* {dropped[sc]} measurement(s) left out: other work took more than {other_max} cores")
+    if any(contended(r) for s in servers for r in d[s]):
+        print(f"* rounds marked * are all contended (other work > {other_max} cores): not comparable")
     ref = "async-tungstenite-smol"
     for t in ("tidings-tokio", "tidings-smol"):
         if t not in servers:
