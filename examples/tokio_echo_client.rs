@@ -20,10 +20,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The echoes come back in order, with the opcode they were sent with.
     for i in 0..3u8 {
-        for expected in [Message::text(format!("hello {i}")), Message::binary(vec![i; 4])] {
+        for expected in [
+            Message::text(format!("hello {i}")),
+            Message::binary(vec![i; 4]),
+        ] {
             match ws.recv().await {
                 Some(Ok(message)) if message == expected => println!("echo: {message:?}"),
-                Some(Ok(other)) => return Err(format!("expected {expected:?}, got {other:?}").into()),
+                Some(Ok(other)) => {
+                    return Err(format!("expected {expected:?}, got {other:?}").into());
+                }
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err("connection closed early".into()),
             }

@@ -34,7 +34,7 @@ macro_rules! suite {
         use rt::ws::core::handshake::HandshakeError;
         use rt::ws::{
             self, AcceptOptions, CloseCode, CloseFrame, CloseOutcome, Config, ConnectOptions,
-            Error, Message, MessageKind, Rejection, Role, UpgradeRequest, WebSocket,
+            Error, Event, Message, MessageKind, Rejection, Role, UpgradeRequest, WebSocket,
         };
 
         /// Overall bound of every test.
@@ -389,6 +389,82 @@ macro_rules! suite {
                     failures.is_empty(),
                     "while the application holds a message: {failures:?}"
                 );
+            });
+        }
+
+        #[test]
+        fn recv_event_reports_control_frames_and_the_close_in_order() {
+            rt::run(GUARD, async {
+                for role in ROLES {
+                    let (mut ws, mut raw) = facing_raw(role, Config::default()).await;
+                    let mut batch = raw.frame(true, op::PING, b"p");
+                    batch.extend(raw.frame(true, op::TEXT, b"t"));
+                    batch.extend(raw.frame(true, op::PONG, b"unsolicited"));
+                    raw.send(&batch).await;
+                    let ours = async move {
+                        let mut events = Vec::new();
+                        while let Some(event) = ws.recv_event().await {
+                            events.push(event);
+                        }
+                        events
+                    };
+                    let peer = async {
+                        let pong = raw.expect_frame().await;
+                        assert_eq!(pong.header.opcode, OpCode::Pong);
+                        assert_eq!(pong.payload, b"p");
+                        raw_close(&mut raw, 4005, "done").await
+                    };
+                    let (events, reply) = join(ours, peer).await;
+                    assert_eq!(reply.close_code(), Some(4005), "{role:?}");
+                    assert_eq!(events.len(), 5, "{role:?}: {events:?}");
+                    assert_eq!(events[0], Event::Ping("p".into()), "{role:?}");
+                    assert_eq!(events[1], Event::Message(Message::text("t")), "{role:?}");
+                    assert_eq!(events[2], Event::Pong("unsolicited".into()), "{role:?}");
+                    assert_eq!(
+                        events[3],
+                        Event::CloseReceived(Some(CloseFrame::new(CloseCode::new(4005), "done"))),
+                        "{role:?}"
+                    );
+                    match &events[4] {
+                        Event::Closed(outcome) => {
+                            assert_clean(outcome, 4005, "done", Initiator::Remote)
+                        }
+                        other => panic!("{role:?}: expected Closed, got {other:?}"),
+                    }
+                }
+            });
+        }
+
+        /// With a small read high-water mark the driver stops reading while the application is
+        /// away; nothing is lost, and everything arrives in order once it reads.
+        #[test]
+        fn messages_beyond_the_read_high_water_mark_wait_in_order() {
+            // About 100 KB: within the kernel's default loopback buffers, so the peer's write
+            // completes while the application is away.
+            const N: usize = 100;
+            rt::run(GUARD, async {
+                let config = Config::default().read_high_water(4096);
+                let (mut ws, mut raw) = facing_raw(Role::Server, config).await;
+                let mut wire = Vec::new();
+                for i in 0..N {
+                    let mut payload = vec![i as u8; 1000];
+                    payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    wire.extend(raw.frame(true, op::BINARY, &payload));
+                }
+                raw.send(&wire).await;
+                raw.send_frame(true, op::PING, b"after the flood").await;
+                for i in 0..N {
+                    let m = ws.recv().await.expect("open").expect("message");
+                    assert_eq!(m.len(), 1000);
+                    assert_eq!(m.as_bytes()[..8], (i as u64).to_be_bytes(), "message {i}");
+                }
+                let peer = async {
+                    let pong = raw.expect_frame().await;
+                    assert_eq!(pong.payload, b"after the flood");
+                    raw_close(&mut raw, 1000, "").await
+                };
+                let ((end, _), _) = join(last_recv(ws), peer).await;
+                assert!(end.is_none(), "{end:?}");
             });
         }
 
@@ -1101,6 +1177,123 @@ macro_rules! suite {
                 let outcome = ws.close(CloseCode::NORMAL, "").await.expect("close");
                 assert_clean(&outcome, 1000, "", Initiator::Local);
                 assert_eq!(reader.await, sent, "every message sent arrived");
+            });
+        }
+
+        /// A timer setting for the timeout tests: seconds on tokio's paused clock, a tenth of a
+        /// second on smol's real one.
+        fn timer(paused_secs: u64) -> Option<Duration> {
+            Some(if rt::PAUSED {
+                Duration::from_secs(paused_secs)
+            } else {
+                Duration::from_millis(100)
+            })
+        }
+
+        /// No handshake timer on a paused clock unless a test wants one (see `keepalive_config`).
+        fn timeouts_config() -> Config {
+            Config::default().handshake_timeout(None)
+        }
+
+        #[test]
+        fn read_timeout_closes_an_idle_connection_with_1000() {
+            rt::run_paused(GUARD, async {
+                for role in ROLES {
+                    let config = timeouts_config().read_timeout(timer(5));
+                    let (ws, mut raw) = facing_raw(role, config).await;
+                    let ((end, outcome), close) =
+                        join(last_recv(ws), raw_answer_close(&mut raw)).await;
+                    assert!(end.is_none(), "{role:?}: {end:?}");
+                    assert_eq!(close.close_code(), Some(1000), "{role:?}");
+                    let outcome = outcome.expect("outcome");
+                    assert!(
+                        outcome.clean && outcome.error.is_none(),
+                        "{role:?}: {outcome:?}"
+                    );
+                    assert_eq!(outcome.initiator, Initiator::Local);
+                }
+            });
+        }
+
+        #[test]
+        fn close_timeout_ends_a_close_the_peer_never_answers() {
+            rt::run_paused(GUARD, async {
+                for role in ROLES {
+                    let config = timeouts_config().close_timeout(timer(5));
+                    let (mut ws, mut raw) = facing_raw(role, config).await;
+                    // The peer reads everything and answers nothing.
+                    let (outcome, frames) =
+                        join(ws.close(CloseCode::new(4000), "bye"), raw.until_eof()).await;
+                    let outcome = outcome.expect("close resolves");
+                    assert!(!outcome.clean, "{role:?}: {outcome:?}");
+                    assert_eq!(
+                        outcome.error,
+                        Some(ConnectionError::CloseTimeout),
+                        "{role:?}"
+                    );
+                    assert_eq!(outcome.code, CloseCode::ABNORMAL);
+                    assert!(
+                        frames.iter().any(|f| f.close_code() == Some(4000)),
+                        "{role:?}: our close frame: {frames:?}"
+                    );
+                    assert!(ws.is_closed());
+                }
+            });
+        }
+
+        #[test]
+        fn handshake_timeout_ends_a_silent_peer() {
+            rt::run_paused(GUARD, async {
+                let config = Config::default().handshake_timeout(timer(5));
+
+                // A client that connects and says nothing.
+                let (listener, port) = rt::bind().await;
+                let server = serve_once(listener, config.clone(), |_| Ok(AcceptOptions::new()));
+                let tcp = rt::connect(port).await;
+                match server.await {
+                    Err(Error::HandshakeTimeout) => {}
+                    other => panic!("server: expected HandshakeTimeout, got {other:?}"),
+                }
+                drop(tcp);
+
+                // A server that accepts TCP and never answers the upgrade request.
+                let (listener, port) = rt::bind().await;
+                let silent = rt::spawn(async move {
+                    let mut raw = rt::Raw::new(listener.accept().await, false, Vec::new());
+                    while raw.fill().await {}
+                });
+                let options = ConnectOptions::new().config(config);
+                match ws::connect_with(&url(port), &options).await {
+                    Err(Error::HandshakeTimeout) => {}
+                    other => panic!("client: expected HandshakeTimeout, got {other:?}"),
+                }
+                silent.await;
+            });
+        }
+
+        #[test]
+        fn write_timeout_fails_a_peer_that_stops_reading() {
+            const SIZE: usize = 16 * 1024;
+            rt::run_paused(GUARD, async {
+                let config = timeouts_config()
+                    .write_timeout(timer(5))
+                    .write_high_water(64 * 1024);
+                let (mut ws, raw) = facing_raw(Role::Server, config).await;
+                let message = Message::binary(vec![7u8; SIZE]);
+                let mut sent = 0usize;
+                let err = loop {
+                    assert!(sent < 16 * 1024, "no write timeout after {sent} messages");
+                    match ws.send(message.clone()).await {
+                        Ok(()) => sent += 1,
+                        Err(e) => break e,
+                    }
+                };
+                match &err {
+                    Error::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+                    other => panic!("expected a timed-out I/O error, got {other:?}"),
+                }
+                assert!(ws.is_closed());
+                drop(raw);
             });
         }
 

@@ -29,8 +29,10 @@
 //!
 //! # What it does not do
 //!
-//! No HTTP routing (see the adapters' server helpers), no TLS (the adapters wrap rustls streams),
-//! no compression yet.
+//! No HTTP/2 and only exact-path routing in the [`Server`] helper (put a real HTTP server in front
+//! for more: the tokio adapter upgrades hyper/axum requests, and [`negotiate`] validates a request
+//! head any HTTP server read); no TLS of its own (the adapters wrap rustls streams); no compression
+//! yet.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

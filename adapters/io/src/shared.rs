@@ -259,6 +259,11 @@ impl State {
         self.io.is_none()
     }
 
+    /// Whether queued output is a batch of answers whose write was deferred.
+    pub(crate) fn deferred(&self) -> bool {
+        self.deferred
+    }
+
     pub(crate) fn queued_out(&self) -> usize {
         self.conn.queued_bytes()
     }

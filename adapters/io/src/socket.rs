@@ -25,6 +25,14 @@ fn poll_event(shared: &Shared, cx: &mut Context<'_>, registered: &mut bool) -> P
     st.release_hold();
     loop {
         if let Some(event) = st.next_buffered_event() {
+            // Output the core queued while decoding (a pong, the close reply or the close frame
+            // of a failure) leaves now, unless it joins a batch of answers being deferred: the
+            // application may not call `recv` again for a while.
+            let ending = matches!(event, Event::CloseReceived(_) | Event::Closed(_));
+            if ending || (!st.deferred() && st.queued_out() > 0) {
+                st.progress_output();
+            }
+            st.note_deadline();
             st.ensure_read_armed();
             return Poll::Ready(Some(event));
         }

@@ -6,6 +6,7 @@
 //! let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
 //! loop {
 //!     let (stream, _) = listener.accept().await?;
+//!     stream.set_nodelay(true)?;
 //!     smol::spawn(async move {
 //!         let Ok(mut ws) = tidings_smol::accept(stream).await else { return };
 //!         while let Some(Ok(message)) = ws.recv().await {
