@@ -100,8 +100,7 @@ macro_rules! suite {
         }
 
         /// The application's last `recv`: returns what it gave and how the connection ended, and
-        /// lets go of the socket, as a handler that returns does (see
-        /// `close_reply_is_sent_while_the_app_still_holds_the_socket`).
+        /// lets go of the socket, as a handler that returns does.
         async fn last_recv(
             mut ws: WebSocket,
         ) -> (Option<Result<Message, Error>>, Option<CloseOutcome>) {
@@ -360,7 +359,7 @@ macro_rules! suite {
             });
         }
 
-        /// Engine bug guard: a ping that arrives in the same read as a message is decoded by
+        /// Regression guard: a ping that arrives in the same read as a message is decoded by
         /// `recv` (which queues the pong) before it returns the message; the pong must then go out
         /// even though the application holds the message and does not call `recv` again.
         #[test]
@@ -496,28 +495,21 @@ macro_rules! suite {
 
                     // The peer closes with 1001.
                     let (mut ws, mut raw) = facing_raw(role, Config::default()).await;
-                    // (The application lets go of the socket once recv ends, as a handler that
-                    // returns does: see `close_reply_is_sent_while_the_app_still_holds_the_socket`.)
-                    let ours = async move {
-                        let end = ws.recv().await;
-                        (end, ws.close_outcome(), ws.is_closed())
-                    };
-                    let ((end, outcome, closed), reply) =
-                        join(ours, raw_close(&mut raw, 1001, "away")).await;
+                    // The application keeps the socket after recv ended.
+                    let (end, reply) = join(ws.recv(), raw_close(&mut raw, 1001, "away")).await;
                     assert!(end.is_none(), "{role:?}: {end:?}");
                     assert_eq!(reply.close_code(), Some(1001), "{role:?}: echoed code");
-                    assert_clean(&outcome.expect("outcome"), 1001, "away", Initiator::Remote);
-                    assert!(closed);
+                    let outcome = ws.close_outcome().expect("outcome");
+                    assert_clean(&outcome, 1001, "away", Initiator::Remote);
+                    assert!(ws.is_closed());
+                    assert!(ws.recv().await.is_none(), "{role:?}: recv after the end");
                 }
 
                 // Between our own ends.
                 let (mut client, mut server) = ours(Config::default(), ConnectOptions::new()).await;
-                let server_side = async move {
-                    let end = server.recv().await;
-                    (end, server.close_outcome())
-                };
-                let (outcome, (end, server_outcome)) =
-                    join(client.close(CloseCode::new(4000), "bye"), server_side).await;
+                let (outcome, end) =
+                    join(client.close(CloseCode::new(4000), "bye"), server.recv()).await;
+                let server_outcome = server.close_outcome();
                 assert!(end.is_none(), "{end:?}");
                 // Our server echoes the code, without a reason.
                 assert_clean(&outcome.expect("close"), 4000, "", Initiator::Local);
@@ -568,7 +560,7 @@ macro_rules! suite {
             });
         }
 
-        /// Engine bug guard: once `recv` returned `None` after the peer's close frame, the close
+        /// Regression guard: once `recv` returned `None` after the peer's close frame, the close
         /// reply must still go out (and a server must close TCP) while the application keeps the
         /// `WebSocket`, e.g. to read `close_outcome()` or because it awaits something else.
         #[test]
@@ -598,7 +590,7 @@ macro_rules! suite {
             });
         }
 
-        /// Engine bug guard: a connection failed for a protocol violation (here 1009) must send
+        /// Regression guard: a connection failed for a protocol violation (here 1009) must send
         /// its close frame and close TCP even if the application keeps the `WebSocket` after
         /// `recv` returned the error.
         #[test]
@@ -652,9 +644,7 @@ macro_rules! suite {
                         } else {
                             raw.send_frame(true, op::BINARY, &[2; 1001]).await;
                         }
-                        // The application lets go of the socket once recv ends (see
-                        // `close_frame_of_a_failed_connection_is_sent_while_the_app_holds_the_socket`).
-                        let ours = async move {
+                        let ours = async {
                             let got = ws.recv().await;
                             let after = ws.recv().await;
                             (got, after, ws.close_outcome())
@@ -682,8 +672,7 @@ macro_rules! suite {
                 // Between our own ends: the server fails the connection, the client sees 1009.
                 let (mut client, mut server) = ours(config(), ConnectOptions::new()).await;
                 client.send_binary(vec![0u8; 2000]).await.expect("send");
-                let server_side = async move { server.recv().await };
-                let (server_got, client_got) = join(server_side, client.recv()).await;
+                let (server_got, client_got) = join(server.recv(), client.recv()).await;
                 match server_got {
                     Some(Err(Error::Connection(e))) => {
                         assert_eq!(e.close_code(), Some(CloseCode::MESSAGE_TOO_BIG));
