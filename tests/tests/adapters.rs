@@ -289,6 +289,31 @@ macro_rules! suite {
             });
         }
 
+        /// A ping from the write half resolves whether the read half is in `recv` in another
+        /// task (which then decodes the pong) or nobody reads (the driver does).
+        #[test]
+        fn ping_resolves_while_another_task_is_in_recv() {
+            rt::run(GUARD, async {
+                let (client, server) = ours(Config::default(), ConnectOptions::new()).await;
+                let server = rt::spawn(echo(server));
+                let (mut read, mut write) = client.split();
+                let reader = rt::spawn(async move {
+                    let m = read.recv().await.expect("open").expect("echo");
+                    (read, m)
+                });
+                for _ in 0..5 {
+                    write.ping().await.expect("rtt");
+                }
+                write.send_text("done").await.expect("send");
+                let (read, m) = reader.await;
+                assert_eq!(m.as_text(), Some("done"));
+                write.ping().await.expect("rtt with nobody in recv");
+                let mut client = reunite(read, write);
+                client.close(CloseCode::NORMAL, "").await.expect("close");
+                server.await.expect("server outcome");
+            });
+        }
+
         /// The driver task answers pings while the application is elsewhere: idle, holding a
         /// message it received, or only sending.
         #[test]
@@ -519,6 +544,54 @@ macro_rules! suite {
                     "bye",
                     Initiator::Remote,
                 );
+            });
+        }
+
+        /// Messages queued before `close` leave before the close frame; a message the peer
+        /// sends before its close reply stays readable after `close` returned.
+        #[test]
+        fn close_keeps_message_order_in_both_directions() {
+            rt::run(GUARD, async {
+                for role in ROLES {
+                    let (mut ws, mut raw) = facing_raw(role, Config::default()).await;
+                    ws.send_text("before close").await.expect("send");
+                    let peer = async {
+                        let first = raw.expect_frame().await;
+                        assert_eq!(first.header.opcode, OpCode::Text);
+                        assert_eq!(first.payload, b"before close");
+                        let close = raw.expect_frame().await;
+                        assert_eq!(close.close_code(), Some(4000), "{role:?}");
+                        // Still open in this direction: one more message, then the reply.
+                        raw.send_frame(true, op::TEXT, b"in flight").await;
+                        raw.send_frame(true, op::CLOSE, &close.payload).await;
+                        raw_finish(&mut raw).await;
+                    };
+                    let (outcome, ()) = join(ws.close(CloseCode::new(4000), "bye"), peer).await;
+                    assert_clean(&outcome.expect("close"), 4000, "bye", Initiator::Local);
+                    let m = ws.recv().await.expect("still readable").expect("message");
+                    assert_eq!(m.as_text(), Some("in flight"), "{role:?}");
+                    assert!(ws.recv().await.is_none(), "{role:?}");
+                }
+            });
+        }
+
+        /// `from_upgraded`: a stream whose handshake was done elsewhere.
+        #[test]
+        fn from_upgraded_speaks_websocket_over_a_stream_upgraded_elsewhere() {
+            rt::run(GUARD, async {
+                let (listener, port) = rt::bind().await;
+                let server = rt::spawn(async move {
+                    // The handshake, by hand; then the adapter takes the stream over.
+                    let raw = rt::Raw::server(&listener, &[]).await;
+                    let ws = ws::from_upgraded(raw.tcp, Role::Server, &Config::default(), None);
+                    echo(ws).await
+                });
+                let mut client = ws::connect(&url(port)).await.expect("connect");
+                client.send_text("upgraded").await.expect("send");
+                let m = client.recv().await.expect("open").expect("echo");
+                assert_eq!(m.as_text(), Some("upgraded"));
+                client.close(CloseCode::NORMAL, "").await.expect("close");
+                assert_clean(&server.await.expect("outcome"), 1000, "", Initiator::Remote);
             });
         }
 
