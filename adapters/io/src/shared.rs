@@ -21,6 +21,9 @@ use crate::runtime::{Runtime, Transport};
 
 /// Spare capacity reserved in the input buffer before a read.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most room reserved ahead for a frame whose header announced more (a peer could announce a
+/// frame and send nothing: room beyond this is reserved as the bytes arrive).
+const MAX_AHEAD: usize = 2 << 20;
 /// Below this much spare capacity the input buffer is grown before a read.
 const MIN_READ: usize = 4 * 1024;
 /// A reader keeps reading until the socket would block (so that its readiness is routed again),
@@ -360,9 +363,12 @@ impl State {
         let Some(io) = self.io.as_mut() else {
             return Poll::Ready(false);
         };
+        // Room for the rest of a large frame at once (up to `MAX_AHEAD`), else one read chunk.
+        let ahead = self.conn.input_needed().min(MAX_AHEAD);
         let buf = self.conn.input_buffer();
-        if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_CHUNK);
+        let spare = buf.capacity() - buf.len();
+        if spare < MIN_READ || spare < ahead {
+            buf.reserve(ahead.max(READ_CHUNK));
         }
         let mut cx = Context::from_waker(&self.read_waker);
         let result = io.poll_read_into(&mut cx, buf);

@@ -10,11 +10,14 @@ use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 use tidings_io::{Runtime, Task, Timer, Transport};
 
-/// Bytes read per read call.
-const SCRATCH: usize = 64 * 1024;
+/// First size of the scratch buffer.
+const SCRATCH_MIN: usize = 16 * 1024;
+/// Largest size of the scratch buffer: it doubles up to this while reads fill it.
+const SCRATCH_MAX: usize = 1 << 20;
 
 /// Any `futures-io` stream as a [`Transport`]. `futures-io` reads need an initialised buffer, so
-/// reads land in a scratch buffer (allocated on first use) and are appended to the core's.
+/// reads land in a scratch buffer (allocated on first use, grown while reads fill it) and are
+/// appended to the core's.
 pub(crate) struct FuturesIo<S> {
     stream: S,
     scratch: Vec<u8>,
@@ -30,14 +33,17 @@ where
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
         if self.scratch.is_empty() {
-            self.scratch = vec![0; SCRATCH];
+            self.scratch = vec![0; SCRATCH_MIN];
         }
-        let room = (buf.capacity() - buf.len()).clamp(1, SCRATCH);
+        let room = (buf.capacity() - buf.len()).clamp(1, self.scratch.len());
         let n = match Pin::new(&mut self.stream).poll_read(cx, &mut self.scratch[..room]) {
             Poll::Ready(Ok(n)) => n,
             other => return other,
         };
         buf.extend_from_slice(&self.scratch[..n]);
+        if n == self.scratch.len() && n < SCRATCH_MAX {
+            self.scratch = vec![0; n * 2];
+        }
         Poll::Ready(Ok(n))
     }
 

@@ -292,6 +292,22 @@ impl Connection {
         self.input.len()
     }
 
+    /// Input bytes still missing from the frame being received, known from its decoded header
+    /// (buffered mode; `0` when no frame is partly received, and in streaming mode). An adapter
+    /// may reserve this much room before its next read, so that a large frame lands in one
+    /// allocation instead of growing the buffer by copies. Bounded by the frame size limit,
+    /// which the header was checked against.
+    pub fn input_needed(&self) -> usize {
+        match &self.frame {
+            Some(frame) if !self.config.stream_incoming && !frame.header.opcode.is_control() => {
+                usize::try_from(frame.header.len)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(self.input.len())
+            }
+            _ => 0,
+        }
+    }
+
     /// Whether a streamed outgoing message ([`send_fragment`](Self::send_fragment)) is unfinished.
     pub fn is_sending_fragments(&self) -> bool {
         self.out_message.is_some()

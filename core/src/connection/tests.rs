@@ -411,3 +411,27 @@ fn large_server_payloads_are_queued_by_reference_and_written_in_order() {
         ]
     );
 }
+
+#[test]
+fn input_needed_counts_down_the_rest_of_a_buffered_frame() {
+    let now = Instant::now();
+    let mut server = Connection::server(Config::default(), now);
+    assert_eq!(server.input_needed(), 0);
+    let wire = client_frame(true, 0, OpCode::Binary, &[7u8; 1000]);
+    // Header (2 + 2 length + 4 mask = 8 bytes) and 100 payload bytes.
+    server.receive(now, &wire[..108]);
+    assert!(server.poll_event().is_none());
+    assert_eq!(server.input_needed(), 900);
+    server.receive(now, &wire[108..600]);
+    assert!(server.poll_event().is_none());
+    assert_eq!(server.input_needed(), 408);
+    server.receive(now, &wire[600..]);
+    assert!(matches!(server.poll_event(), Some(Event::Message(m)) if m.len() == 1000));
+    assert_eq!(server.input_needed(), 0);
+
+    // Streaming mode never asks for a whole frame's room.
+    let mut streaming = Connection::server(Config::default().stream_incoming(true), now);
+    streaming.receive(now, &wire[..108]);
+    while streaming.poll_event().is_some() {}
+    assert_eq!(streaming.input_needed(), 0);
+}
