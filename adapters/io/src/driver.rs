@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use crate::runtime::Timer;
 use crate::shared::Shared;
@@ -17,6 +18,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) {
     rt.spawn(Box::pin(Driver {
         shared,
         timer: None,
+        timer_at: None,
     }));
 }
 
@@ -25,6 +27,8 @@ pub(crate) fn spawn(shared: Arc<Shared>) {
 struct Driver {
     shared: Arc<Shared>,
     timer: Option<Box<dyn Timer>>,
+    /// The deadline `timer` is set for, while it has not fired.
+    timer_at: Option<Instant>,
 }
 
 impl Future for Driver {
@@ -36,23 +40,30 @@ impl Future for Driver {
         this.shared.driver.register(cx.waker());
         for _ in 0..MAX_PASSES {
             let abandoned = this.shared.abandoned();
-            let deadline = match this.shared.lock().drive(abandoned) {
+            let deadline = match this.shared.lock().drive(abandoned, this.timer_at) {
                 Err(()) => return Poll::Ready(()),
                 Ok(deadline) => deadline,
             };
             let Some(deadline) = deadline else {
                 return Poll::Pending;
             };
-            let timer = match &mut this.timer {
-                Some(timer) => {
-                    timer.reset(deadline);
-                    timer
+            // `drive` keeps a timer that is set earlier than needed (it fires early and is set
+            // again then): moving a timer later on every pass costs more on some runtimes than
+            // an occasional early wake.
+            if this.timer_at != Some(deadline) {
+                match &mut this.timer {
+                    Some(timer) => timer.reset(deadline),
+                    None => this.timer = Some(this.shared.rt.timer(deadline)),
                 }
-                None => this.timer.insert(this.shared.rt.timer(deadline)),
+                this.timer_at = Some(deadline);
+            }
+            let Some(timer) = this.timer.as_mut() else {
+                return Poll::Pending;
             };
             if timer.poll_expired(cx).is_pending() {
                 return Poll::Pending;
             }
+            this.timer_at = None;
         }
         cx.waker().wake_by_ref();
         Poll::Pending

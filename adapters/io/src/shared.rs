@@ -697,9 +697,15 @@ impl State {
 
     // ---- the driver -----------------------------------------------------------------------
 
-    /// One driver pass: timers, abandonment, reading, writing, shutdown. Returns the deadline
-    /// to sleep until, or `Err(())` once the transport is gone and the driver can stop.
-    pub(crate) fn drive(&mut self, abandoned: bool) -> Result<Option<Instant>, ()> {
+    /// One driver pass: timers, abandonment, reading, writing, shutdown. `timer_at` is when the
+    /// driver's timer is set to fire, if it is set. Returns the deadline to set the timer to —
+    /// `timer_at` itself when that is earlier than needed but still ahead (it will fire early and
+    /// be set again) — or `Err(())` once the transport is gone and the driver can stop.
+    pub(crate) fn drive(
+        &mut self,
+        abandoned: bool,
+        timer_at: Option<Instant>,
+    ) -> Result<Option<Instant>, ()> {
         let now = self.rt.now();
         if self.deadline().is_some_and(|d| d <= now) {
             self.conn.handle_timeout(now);
@@ -736,7 +742,10 @@ impl State {
         if self.io.is_none() {
             return Err(());
         }
-        let deadline = self.deadline();
+        let deadline = match (self.deadline(), timer_at) {
+            (Some(wanted), Some(set)) if set > now && set < wanted => Some(set),
+            (wanted, _) => wanted,
+        };
         self.armed = deadline;
         Ok(deadline)
     }
