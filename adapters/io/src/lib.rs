@@ -20,6 +20,13 @@
 //! connection. The driver answers pings, sends keepalive pings, enforces the pong, idle, write
 //! and close timeouts, and flushes queued output while the application is busy or only sends.
 //!
+//! While the application holds a message it received (it has not come back to `recv`), the driver
+//! leaves the input alone for up to 25 ms, so that the application's answer goes out before
+//! whatever the peer sent next is acted upon — the echo-before-close order RFC 6455 conformance
+//! suites check. After that it decodes on its own: a ping that arrives behind a message the
+//! application is slow to handle is answered within 25 ms; one that arrives while the
+//! application waits in `recv`, `ping()` or `close()`, or only sends, is answered at once.
+//!
 //! Cost: one spawned task per connection (a few hundred bytes), one uncontended mutex lock per
 //! operation, and in pipelined traffic at most one driver wake per batch of answers; while the
 //! application waits in `recv` the driver is never woken. Messages that arrive while the
