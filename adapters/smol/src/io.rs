@@ -10,6 +10,9 @@ use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 use tidings_io::{Runtime, Task, Timer, Transport};
 
+/// Spare room from which reads go straight into the core's buffer (zeroed first) instead of
+/// through the scratch buffer: the engine reserves this much only for the rest of a large frame.
+const DIRECT_READ: usize = 128 * 1024;
 /// First size of the scratch buffer.
 const SCRATCH_MIN: usize = 16 * 1024;
 /// Largest size of the scratch buffer: it doubles up to this while reads fill it.
@@ -32,6 +35,20 @@ where
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
+        let spare = buf.capacity() - buf.len();
+        if spare >= DIRECT_READ {
+            // The engine reserved room for a large frame: read straight into it (zeroing costs
+            // less than the copy out of the scratch buffer).
+            let len = buf.len();
+            buf.resize(len + spare, 0);
+            let result = Pin::new(&mut self.stream).poll_read(cx, &mut buf[len..]);
+            let n = match &result {
+                Poll::Ready(Ok(n)) => *n,
+                _ => 0,
+            };
+            buf.truncate(len + n);
+            return result;
+        }
         if self.scratch.is_empty() {
             self.scratch = vec![0; SCRATCH_MIN];
         }
