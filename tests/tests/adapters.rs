@@ -147,6 +147,20 @@ macro_rules! suite {
             }
         }
 
+        /// Waits (bounded) for our close frame with `code` and then for TCP to close; the
+        /// failure, if either does not come.
+        async fn close_then_tcp_end(raw: &mut rt::Raw, code: u16) -> Result<(), String> {
+            let wait = Duration::from_secs(2);
+            let Some(close) = rt::timeout(wait, raw_close_frame(raw)).await else {
+                return Err(format!("no {code} close frame"));
+            };
+            assert_eq!(close.close_code(), Some(code));
+            match rt::timeout(wait, raw_finish(raw)).await {
+                Some(()) => Ok(()),
+                None => Err("TCP not closed".into()),
+            }
+        }
+
         /// The raw peer's part of a close our side started: echoes its close frame, ends TCP;
         /// returns the close frame our side sent.
         async fn raw_answer_close(raw: &mut rt::Raw) -> WireFrame {
@@ -644,15 +658,8 @@ macro_rules! suite {
                     let (mut ws, mut raw) = facing_raw(role, Config::default()).await;
                     raw.send_close(1001, "away").await;
                     assert!(ws.recv().await.is_none(), "{role:?}");
-                    let wait = Duration::from_secs(2);
-                    match rt::timeout(wait, raw_close_frame(&mut raw)).await {
-                        None => failures.push(format!("{role:?}: no close reply")),
-                        Some(reply) => {
-                            assert_eq!(reply.close_code(), Some(1001));
-                            if rt::timeout(wait, raw_finish(&mut raw)).await.is_none() {
-                                failures.push(format!("{role:?}: TCP not closed"));
-                            }
-                        }
+                    if let Err(e) = close_then_tcp_end(&mut raw, 1001).await {
+                        failures.push(format!("{role:?}: {e}"));
                     }
                     drop(ws);
                 }
@@ -679,15 +686,8 @@ macro_rules! suite {
                         matches!(got, Some(Err(Error::Connection(_)))),
                         "{role:?}: {got:?}"
                     );
-                    let wait = Duration::from_secs(2);
-                    match rt::timeout(wait, raw_close_frame(&mut raw)).await {
-                        None => failures.push(format!("{role:?}: no 1009 close frame")),
-                        Some(close) => {
-                            assert_eq!(close.close_code(), Some(1009));
-                            if rt::timeout(wait, raw_finish(&mut raw)).await.is_none() {
-                                failures.push(format!("{role:?}: TCP not closed"));
-                            }
-                        }
+                    if let Err(e) = close_then_tcp_end(&mut raw, 1009).await {
+                        failures.push(format!("{role:?}: {e}"));
                     }
                     drop(ws);
                 }

@@ -2,7 +2,8 @@
 
 use futures_io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
-use tidings_io::{ClientRequest, ConnectOptions, Error, ServerResponse, WebSocket};
+use tidings_io::core::handshake::UrlInfo;
+use tidings_io::{ClientRequest, Config, ConnectOptions, Error, ServerResponse, WebSocket};
 
 use crate::io::{RUNTIME, transport};
 
@@ -34,12 +35,7 @@ pub async fn connect_with(
 ) -> Result<(WebSocket, ServerResponse), Error> {
     let (request, info) = options.request(url)?;
     let config = options.get_config();
-    let tcp = tidings_io::with_handshake_timeout(&RUNTIME, config, async {
-        let tcp = TcpStream::connect((info.host.as_str(), info.port)).await?;
-        tcp.set_nodelay(true)?;
-        Ok(tcp)
-    })
-    .await?;
+    let tcp = open_tcp(&info, config).await?;
     if info.secure {
         #[cfg(feature = "rustls")]
         {
@@ -79,4 +75,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tidings_io::client(transport(stream), &RUNTIME, request, options.get_config()).await
+}
+
+/// Resolves the URL's host and opens TCP with `TCP_NODELAY`, bounded by the handshake timeout.
+pub(crate) async fn open_tcp(info: &UrlInfo, config: &Config) -> Result<TcpStream, Error> {
+    tidings_io::with_handshake_timeout(&RUNTIME, config, async {
+        let tcp = TcpStream::connect((info.host.as_str(), info.port)).await?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
+    })
+    .await
 }

@@ -66,12 +66,7 @@ pub async fn connect_with_tls(
         return Err(Error::Url(format!("{url} is not a wss:// URL")));
     }
     let config = options.get_config();
-    let tcp = tidings_io::with_handshake_timeout(&RUNTIME, config, async {
-        let tcp = TcpStream::connect((info.host.as_str(), info.port)).await?;
-        tcp.set_nodelay(true)?;
-        Ok(tcp)
-    })
-    .await?;
+    let tcp = crate::connect::open_tcp(&info, config).await?;
     let stream = connect_stream(&info.host, tcp, Some(tls), config).await?;
     crate::connect::client_request(stream, &request, options).await
 }

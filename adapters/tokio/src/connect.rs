@@ -1,6 +1,7 @@
 //! Client side: connect to a `ws://` or `wss://` URL, or run the handshake over any stream.
 
-use tidings_io::{ClientRequest, ConnectOptions, Error, ServerResponse, WebSocket};
+use tidings_io::core::handshake::UrlInfo;
+use tidings_io::{ClientRequest, Config, ConnectOptions, Error, ServerResponse, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -34,12 +35,7 @@ pub async fn connect_with(
 ) -> Result<(WebSocket, ServerResponse), Error> {
     let (request, info) = options.request(url)?;
     let config = options.get_config();
-    let tcp = tidings_io::with_handshake_timeout(&RUNTIME, config, async {
-        let tcp = TcpStream::connect((info.host.as_str(), info.port)).await?;
-        tcp.set_nodelay(true)?;
-        Ok(tcp)
-    })
-    .await?;
+    let tcp = open_tcp(&info, config).await?;
     if info.secure {
         #[cfg(feature = "rustls")]
         {
@@ -79,4 +75,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tidings_io::client(transport(stream), &RUNTIME, request, options.get_config()).await
+}
+
+/// Resolves the URL's host and opens TCP with `TCP_NODELAY`, bounded by the handshake timeout.
+pub(crate) async fn open_tcp(info: &UrlInfo, config: &Config) -> Result<TcpStream, Error> {
+    tidings_io::with_handshake_timeout(&RUNTIME, config, async {
+        let tcp = TcpStream::connect((info.host.as_str(), info.port)).await?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
+    })
+    .await
 }
