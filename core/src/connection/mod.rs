@@ -449,16 +449,26 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues a pre-encoded frame: encode once with [`EncodedFrame::new`], send to many
-    /// connections. The server role queues the shared bytes without copying; the client role must
-    /// mask, so it copies.
+    /// Queues a pre-encoded frame: encode once with [`EncodedFrame::new`] (or
+    /// [`EncodedFrame::with_deflate`]), send to many connections. The server role queues the
+    /// shared bytes without copying (the compressed form where the negotiated extension accepts
+    /// it, see [`crate::ext::Extension::accepts_deflated`]); the client role must mask, so it
+    /// copies the plain payload.
     pub fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
         self.check_can_send_data()?;
         if self.out_message.is_some() {
             return Err(Error::MessageInProgress);
         }
         match self.role {
-            Role::Server => self.output.push_shared(frame.wire().clone()),
+            Role::Server => {
+                let deflated = frame.deflated().filter(|(_, bits)| {
+                    self.extension
+                        .as_ref()
+                        .is_some_and(|e| e.accepts_deflated(*bits))
+                });
+                let wire = deflated.map_or(frame.wire(), |(wire, _)| wire);
+                self.output.push_shared(wire.clone());
+            }
             Role::Client => {
                 let opcode = kind_opcode(frame.kind());
                 self.write_frame(true, 0, opcode, frame.payload());

@@ -17,6 +17,9 @@
 
 use std::fmt;
 
+#[cfg(feature = "deflate")]
+pub mod deflate;
+
 use bytes::BytesMut;
 
 use crate::handshake::ExtensionOffer;
@@ -75,6 +78,15 @@ pub trait Extension: Send {
         out: &mut BytesMut,
         budget: usize,
     ) -> Result<(), ExtensionError>;
+
+    /// Whether a message compressed once with a fresh permessage-deflate compressor of
+    /// `window_bits` may be sent on this connection as it is (encode-once broadcast, see
+    /// [`crate::EncodedFrame::with_deflate`]). Only a permessage-deflate instance whose own
+    /// compression has no context takeover and a window of at least `window_bits` says yes.
+    fn accepts_deflated(&self, window_bits: u8) -> bool {
+        let _ = window_bits;
+        false
+    }
 }
 
 /// Negotiates one extension during the handshake (RFC 6455 §9.1) and creates its per-connection
