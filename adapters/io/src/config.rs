@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) read_high_water: usize,
     pub(crate) limits: Limits,
     pub(crate) origin: OriginPolicy,
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<tidings_core::ext::deflate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -42,6 +44,8 @@ impl Default for Config {
             read_high_water: DEFAULT_READ_HIGH_WATER,
             limits: Limits::default(),
             origin: OriginPolicy::default(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -143,5 +147,31 @@ impl Config {
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
         self.origin = policy;
         self
+    }
+
+    /// permessage-deflate compression (RFC 7692), off by default: `Some(config)` offers it as a
+    /// client and accepts a client's offer as a server (unless the accept callback sets
+    /// [`AcceptOptions::extensions`](tidings_core::handshake::AcceptOptions::extensions) itself).
+    ///
+    /// It is off by default because compression costs memory per connection (with context
+    /// takeover about 300 KiB, see [`tidings_core::ext::deflate`]) and CPU per message; turn it on
+    /// for text-heavy traffic (chat, JSON feeds) where it shrinks messages several-fold.
+    ///
+    /// ```
+    /// # use tidings_io::Config;
+    /// use tidings_io::core::ext::deflate::DeflateConfig;
+    /// let config = Config::default().deflate(Some(DeflateConfig::new()));
+    /// let lean = Config::default().deflate(Some(DeflateConfig::no_context_takeover()));
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, config: Option<tidings_core::ext::deflate::DeflateConfig>) -> Self {
+        self.deflate = config;
+        self
+    }
+
+    /// The permessage-deflate settings, if compression is on.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_config(&self) -> Option<&tidings_core::ext::deflate::DeflateConfig> {
+        self.deflate.as_ref()
     }
 }

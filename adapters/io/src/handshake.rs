@@ -1,5 +1,6 @@
 //! The opening handshake over a [`Transport`], both roles, with a timeout.
 
+use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::pin;
@@ -7,6 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tidings_core::ext::{Extension, ExtensionConfig, negotiate_client, negotiate_server};
 use tidings_core::handshake::{
     self, AcceptOptions, ClientRequest, ServerResponse, Status, UpgradeRequest, UrlInfo,
 };
@@ -102,7 +104,8 @@ impl ConnectOptions {
         &self.config
     }
 
-    /// Builds the request for `url` with a fresh key, and where to connect.
+    /// Builds the request for `url` with a fresh key, and where to connect. The config's
+    /// extensions (permessage-deflate) are offered.
     ///
     /// # Errors
     ///
@@ -115,8 +118,102 @@ impl ConnectOptions {
         for (name, value) in &self.headers {
             request = request.header(name, value)?;
         }
+        let offers: Vec<_> = extension_configs(&self.config)
+            .iter()
+            .flat_map(|c| c.offers())
+            .collect();
+        if !offers.is_empty() {
+            request = request.extension_offer(&handshake::render_extensions(&offers))?;
+        }
         Ok((request, info))
     }
+}
+
+/// What an opening handshake agreed on: the subprotocol, and the extension (permessage-deflate)
+/// the connection runs. Built by the handshakes of this crate; from an `Option<String>` (just a
+/// subprotocol) for a stream upgraded elsewhere.
+#[derive(Default)]
+pub struct Agreed {
+    /// The subprotocol.
+    pub protocol: Option<String>,
+    extension: Option<Box<dyn Extension>>,
+    extensions: Option<String>,
+}
+
+impl Agreed {
+    /// The `Sec-WebSocket-Extensions` value agreed on, if any.
+    pub fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
+    }
+}
+
+impl From<Option<String>> for Agreed {
+    fn from(protocol: Option<String>) -> Self {
+        Agreed {
+            protocol,
+            ..Agreed::default()
+        }
+    }
+}
+
+impl fmt::Debug for Agreed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agreed")
+            .field("protocol", &self.protocol)
+            .field("extensions", &self.extensions)
+            .finish()
+    }
+}
+
+/// The extension configs `config` turns on, in order of preference.
+fn extension_configs(config: &Config) -> Vec<&dyn ExtensionConfig> {
+    let mut configs: Vec<&dyn ExtensionConfig> = Vec::new();
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        configs.push(deflate);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = config;
+    configs
+}
+
+/// Server side: accepts `req` with `options`, after negotiating the extensions `config` turns on
+/// (unless `options` names its own), and returns the `101` response and what was agreed.
+pub(crate) fn accept_request(
+    req: &UpgradeRequest<'_>,
+    config: &Config,
+    mut options: AcceptOptions,
+) -> Result<(Vec<u8>, Agreed), handshake::HandshakeError> {
+    let mut extension = None;
+    if options.extensions.is_none()
+        && let Some((value, instance)) =
+            negotiate_server(&extension_configs(config), &req.extensions())
+    {
+        options.extensions = Some(value);
+        extension = Some(instance);
+    }
+    let response = req.accept(&options)?;
+    let agreed = Agreed {
+        protocol: options.protocol,
+        extension,
+        extensions: options.extensions.filter(|e| !e.is_empty()),
+    };
+    Ok((response, agreed))
+}
+
+/// Client side: the extension the server's `response` agreed to, checked against our offers.
+fn confirm_response(
+    response: &ServerResponse,
+    config: &Config,
+) -> Result<Agreed, handshake::HandshakeError> {
+    let extension = negotiate_client(&extension_configs(config), &response.extensions)
+        .map_err(|e| handshake::HandshakeError::ExtensionRefused(e.to_string()))?;
+    Ok(Agreed {
+        protocol: response.protocol.clone(),
+        extensions: (!response.extensions.is_empty())
+            .then(|| handshake::render_extensions(&response.extensions)),
+        extension,
+    })
 }
 
 /// Runs `fut` (e.g. DNS, TCP and TLS before the handshake) bounded by `config`'s handshake
@@ -184,14 +281,8 @@ async fn refuse(io: &mut dyn Transport, response: &[u8]) {
 
 /// What the server decided about a request.
 enum Decision {
-    Accept {
-        response: Vec<u8>,
-        protocol: Option<String>,
-    },
-    Refuse {
-        response: Vec<u8>,
-        error: Error,
-    },
+    Accept { response: Vec<u8>, agreed: Agreed },
+    Refuse { response: Vec<u8>, error: Error },
 }
 
 /// Server side: reads the upgrade request, applies the origin policy, lets `callback` accept
@@ -233,20 +324,20 @@ where
                 refuse(&mut *io, &response).await;
                 Err(error)
             }
-            Decision::Accept { response, protocol } => {
+            Decision::Accept { response, agreed } => {
                 write_all(&mut *io, &response).await?;
                 let leftover = buf.split_off(consumed);
-                Ok((protocol, leftover))
+                Ok((agreed, leftover))
             }
         }
     };
-    let (protocol, leftover) = with_timeout(rt, config.handshake_timeout, handshake).await?;
+    let (agreed, leftover) = with_timeout(rt, config.handshake_timeout, handshake).await?;
     Ok(from_transport(
         io,
         rt,
         Role::Server,
         config,
-        protocol,
+        agreed,
         &leftover,
     ))
 }
@@ -262,11 +353,8 @@ where
         };
     }
     match callback(req) {
-        Ok(options) => match req.accept(&options) {
-            Ok(response) => Decision::Accept {
-                response,
-                protocol: options.protocol,
-            },
+        Ok(options) => match accept_request(req, config, options) {
+            Ok((response, agreed)) => Decision::Accept { response, agreed },
             // The application chose something the request does not allow.
             Err(e) => Decision::Refuse {
                 response: handshake::reject_response(500, &[], b"invalid upgrade options"),
@@ -309,25 +397,20 @@ pub async fn client(
         }
     };
     let (response, leftover) = with_timeout(rt, config.handshake_timeout, handshake).await?;
-    let ws = from_transport(
-        io,
-        rt,
-        Role::Client,
-        config,
-        response.protocol.clone(),
-        &leftover,
-    );
+    let agreed = confirm_response(&response, config)?;
+    let ws = from_transport(io, rt, Role::Client, config, agreed, &leftover);
     Ok((ws, response))
 }
 
 /// A WebSocket over a transport whose handshake is already done (e.g. upgraded by an HTTP
-/// server), with the bytes that followed the handshake. Spawns the driver task.
+/// server), with what the handshake agreed and the bytes that followed it. Spawns the driver
+/// task.
 pub fn from_transport(
     io: Box<dyn Transport>,
     rt: &'static dyn Runtime,
     role: Role,
     config: &Config,
-    protocol: Option<String>,
+    agreed: Agreed,
     leftover: &[u8],
 ) -> WebSocket {
     let now = rt.now();
@@ -335,8 +418,11 @@ pub fn from_transport(
         Role::Server => Connection::server(config.core.clone(), now),
         Role::Client => Connection::client(config.core.clone(), now),
     };
+    if let Some(extension) = agreed.extension {
+        conn.set_extension(extension);
+    }
     conn.receive(now, leftover);
-    let shared = Shared::new(conn, io, config, rt, protocol);
+    let shared = Shared::new(conn, io, config, rt, agreed.protocol, agreed.extensions);
     let ws = WebSocket::new(shared.clone());
     driver::spawn(shared);
     ws

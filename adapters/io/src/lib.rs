@@ -57,7 +57,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use handshake::{
-    ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
+    Agreed, ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
     with_handshake_timeout,
 };
 pub use runtime::{Runtime, Task, Timer, Transport};

@@ -33,9 +33,12 @@ use tidings_core::handshake::{
 };
 use tidings_core::{CloseCode, Role};
 
+use crate::handshake::accept_request;
 use crate::handshake::write_all;
 use crate::runtime::{Runtime, Task, Timer, Transport};
-use crate::{Closer, Config, Error, Rejection, WebSocket, from_transport, with_handshake_timeout};
+use crate::{
+    Agreed, Closer, Config, Error, Rejection, WebSocket, from_transport, with_handshake_timeout,
+};
 
 /// Default bound on the wait for handlers after a shutdown: 5 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -689,7 +692,7 @@ fn split_target(target: &str) -> Result<(&str, Option<&str>), HandshakeError> {
 enum Decision<T> {
     Accept {
         response: Vec<u8>,
-        protocol: Option<String>,
+        agreed: Agreed,
         consumed: usize,
         admitted: T,
     },
@@ -736,10 +739,10 @@ fn decide<T>(
         Ok(options) => options,
         Err(rejection) => return refuse(rejection),
     };
-    match req.accept(&options) {
-        Ok(response) => Decision::Accept {
+    match accept_request(&req, config, options) {
+        Ok((response, agreed)) => Decision::Accept {
             response,
-            protocol: options.protocol,
+            agreed,
             consumed,
             admitted,
         },
@@ -756,12 +759,12 @@ fn decide<T>(
 pub enum Negotiation {
     /// Answer with `response` (`101 Switching Protocols` with `Upgrade`, `Connection`,
     /// `Sec-WebSocket-Accept`, the chosen subprotocol and the extra headers), then run the
-    /// WebSocket over the upgraded connection with `protocol`.
+    /// WebSocket over the upgraded connection with what was `agreed`.
     Accept {
         /// The `101` response.
         response: HttpResponse,
-        /// The subprotocol agreed.
-        protocol: Option<String>,
+        /// The subprotocol and extension agreed; pass it to `from_upgraded`.
+        agreed: Agreed,
     },
     /// Answer with `response` (the status of the error or of the application's [`Rejection`])
     /// and do not upgrade.
@@ -788,10 +791,10 @@ where
     };
     match decide(head, config, || Ok(()), choose) {
         Decision::Accept {
-            response, protocol, ..
+            response, agreed, ..
         } => Negotiation::Accept {
             response: parse(&response, 101),
-            protocol,
+            agreed,
         },
         Decision::Refuse { response, error } => Negotiation::Refuse {
             response: parse(&response, 500),
@@ -1375,6 +1378,7 @@ enum Served {
     WebSocket {
         handler: WsHandler,
         info: RequestInfo,
+        agreed: Agreed,
         leftover: BytesMut,
     },
 }
@@ -1415,10 +1419,10 @@ async fn connection(
         Served::WebSocket {
             handler,
             info,
+            agreed,
             leftover,
         } => {
-            let protocol = info.subprotocol.clone();
-            let ws = from_transport(io, rt, Role::Server, config, protocol, &leftover);
+            let ws = from_transport(io, rt, Role::Server, config, agreed, &leftover);
             registration.set_closer(ws.closer());
             handler(ws, info).await;
         }
@@ -1554,16 +1558,17 @@ async fn answer(
                 }
                 Decision::Accept {
                     response,
-                    protocol,
+                    agreed,
                     consumed,
                     admitted,
                 } => {
                     write_all(io, &response).await?;
-                    info.subprotocol = protocol;
+                    info.subprotocol = agreed.protocol.clone();
                     let leftover = buf.split_off(consumed);
                     let served = Served::WebSocket {
                         handler: route.handler.clone(),
                         info,
+                        agreed,
                         leftover,
                     };
                     Ok(Some((served, admitted)))
@@ -1722,10 +1727,10 @@ mod tests {
                 .protocol("superchat")
                 .header("X-A", "1"))
         });
-        let Negotiation::Accept { response, protocol } = n else {
+        let Negotiation::Accept { response, agreed } = n else {
             panic!("{n:?}")
         };
-        assert_eq!(protocol.as_deref(), Some("superchat"));
+        assert_eq!(agreed.protocol.as_deref(), Some("superchat"));
         assert_eq!(response.status(), 101);
         let headers: Vec<_> = response.headers().collect();
         assert_eq!(

@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) driver: Arc<DriverSignal>,
     pub(crate) rt: &'static dyn Runtime,
     protocol: Option<String>,
+    /// The `Sec-WebSocket-Extensions` value agreed in the handshake.
+    extensions: Option<String>,
 }
 
 impl Shared {
@@ -134,6 +136,7 @@ impl Shared {
         config: &Config,
         rt: &'static dyn Runtime,
         protocol: Option<String>,
+        extensions: Option<String>,
     ) -> Arc<Self> {
         let driver = Arc::new(DriverSignal::default());
         let read_route = Route::new(driver.clone());
@@ -175,6 +178,7 @@ impl Shared {
             driver,
             rt,
             protocol,
+            extensions,
         })
     }
 
@@ -184,6 +188,10 @@ impl Shared {
 
     pub(crate) fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    pub(crate) fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
     }
 
     pub(crate) fn add_handle(&self) {

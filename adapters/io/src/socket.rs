@@ -379,6 +379,12 @@ impl WebSocket {
         self.read.handle.0.protocol()
     }
 
+    /// The extensions agreed in the handshake (the `Sec-WebSocket-Extensions` response value,
+    /// e.g. `permessage-deflate; server_no_context_takeover`), if any.
+    pub fn extensions(&self) -> Option<&str> {
+        self.read.handle.0.extensions()
+    }
+
     /// A [`Closer`] that can start the close handshake from another task.
     pub fn closer(&self) -> Closer {
         self.write.closer()
@@ -553,6 +559,11 @@ impl WriteHalf {
     /// The subprotocol agreed in the handshake.
     pub fn subprotocol(&self) -> Option<&str> {
         self.handle.0.protocol()
+    }
+
+    /// The extensions agreed in the handshake, if any.
+    pub fn extensions(&self) -> Option<&str> {
+        self.handle.0.extensions()
     }
 
     /// Whether the connection is over.

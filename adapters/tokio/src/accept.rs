@@ -50,16 +50,25 @@ where
     tidings_io::accept_with(transport(stream), &RUNTIME, config, callback).await
 }
 
-/// A WebSocket on a stream whose handshake was done elsewhere (an HTTP server's upgrade), with the
-/// subprotocol that was agreed. `role` is [`Role::Server`] for an upgraded server connection.
+/// A WebSocket on a stream whose handshake was done elsewhere (an HTTP server's upgrade), with
+/// what was agreed: an [`Agreed`](tidings_io::Agreed) from [`tidings_io::negotiate`] (subprotocol
+/// and permessage-deflate), or just the subprotocol as an `Option<String>`. `role` is
+/// [`Role::Server`] for an upgraded server connection.
 pub fn from_upgraded<S>(
     stream: S,
     role: Role,
     config: &Config,
-    protocol: Option<String>,
+    agreed: impl Into<tidings_io::Agreed>,
 ) -> WebSocket
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tidings_io::from_transport(transport(stream), &RUNTIME, role, config, protocol, &[])
+    tidings_io::from_transport(
+        transport(stream),
+        &RUNTIME,
+        role,
+        config,
+        agreed.into(),
+        &[],
+    )
 }

@@ -116,11 +116,11 @@ where
 {
     let head = request_head(req);
     match tidings_io::negotiate(&head, config, choose) {
-        Negotiation::Accept { response, protocol } => {
+        Negotiation::Accept { response, agreed } => {
             let upgrade = UpgradeFut {
                 on: hyper::upgrade::on(req),
                 config: config.clone(),
-                protocol,
+                agreed: Some(agreed),
             };
             Ok((to_response(response), upgrade))
         }
@@ -176,13 +176,14 @@ impl<R> std::error::Error for Refused<R> {
 pub struct UpgradeFut {
     on: OnUpgrade,
     config: Config,
-    protocol: Option<String>,
+    /// Taken when the upgrade completes.
+    agreed: Option<tidings_io::Agreed>,
 }
 
 impl fmt::Debug for UpgradeFut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpgradeFut")
-            .field("protocol", &self.protocol)
+            .field("agreed", &self.agreed)
             .finish_non_exhaustive()
     }
 }
@@ -190,7 +191,12 @@ impl fmt::Debug for UpgradeFut {
 impl UpgradeFut {
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.agreed.as_ref()?.protocol.as_deref()
+    }
+
+    /// The extensions agreed in the handshake (`Sec-WebSocket-Extensions`), if any.
+    pub fn extensions(&self) -> Option<&str> {
+        self.agreed.as_ref()?.extensions()
     }
 }
 
@@ -204,7 +210,7 @@ impl Future for UpgradeFut {
             TokioIo::new(upgraded),
             Role::Server,
             &this.config,
-            this.protocol.take(),
+            this.agreed.take().unwrap_or_default(),
         );
         Poll::Ready(Ok(ws))
     }

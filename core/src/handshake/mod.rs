@@ -198,6 +198,9 @@ pub enum HandshakeError {
     ProtocolNotOffered(String),
     /// The server answered with an extension the client did not offer (RFC 6455 §4.1, client check 5).
     ExtensionNotOffered(String),
+    /// The server accepted an offered extension with parameters the client cannot accept, e.g. a
+    /// permessage-deflate window larger than asked for (RFC 7692 §7.1; RFC 6455 §9.1).
+    ExtensionRefused(String),
     /// A `Sec-WebSocket-Extensions` value does not follow the grammar of RFC 6455 §9.1. The client
     /// fails the handshake on it; a server ignores a malformed offer instead.
     MalformedExtensions,
@@ -241,6 +244,7 @@ impl HandshakeError {
             | E::AcceptMismatch
             | E::ProtocolNotOffered(_)
             | E::ExtensionNotOffered(_)
+            | E::ExtensionRefused(_)
             | E::MalformedExtensions
             | E::InvalidHeader(_)
             | E::InvalidProtocol(_)
@@ -296,6 +300,7 @@ impl fmt::Display for HandshakeError {
             E::AcceptMismatch => f.write_str("Sec-WebSocket-Accept does not match the key sent"),
             E::ProtocolNotOffered(p) => write!(f, "server chose subprotocol {p:?}, not offered"),
             E::ExtensionNotOffered(e) => write!(f, "server chose extension {e:?}, not offered"),
+            E::ExtensionRefused(why) => write!(f, "unacceptable extension response: {why}"),
             E::MalformedExtensions => f.write_str("malformed Sec-WebSocket-Extensions header"),
             E::InvalidHeader(name) => write!(f, "invalid or reserved header {name:?}"),
             E::InvalidProtocol(p) => write!(f, "invalid subprotocol {p:?}"),
