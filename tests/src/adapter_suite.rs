@@ -73,11 +73,16 @@ pub fn take_frame(buf: &mut Vec<u8>) -> Option<WireFrame> {
 ///
 /// # Panics
 ///
-/// On an invalid host, resource or header.
+/// On an invalid host, resource or header. A `Sec-WebSocket-Extensions` header is sent as the
+/// request's extension offer.
 pub fn raw_request(host: &str, resource: &str, headers: &[(&str, &str)]) -> ClientRequest {
     let mut request = ClientRequest::new(host, resource, *b"tidings raw peer").expect("request");
     for (name, value) in headers {
-        request = request.header(name, value).expect("header");
+        request = if name.eq_ignore_ascii_case("Sec-WebSocket-Extensions") {
+            request.extension_offer(value).expect("extension offer")
+        } else {
+            request.header(name, value).expect("header")
+        };
     }
     request
 }

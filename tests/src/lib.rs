@@ -730,3 +730,37 @@ pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 pub mod fuzz;
+
+/// A permessage-deflate message payload (RSV1 frame payload, tail removed) that inflates to
+/// `mib` MiB of zeros while its own size grows by about 1 KiB per MiB: one compressed MiB, then a
+/// compressed MiB that only refers back to the window, repeated. Made with the crate's own
+/// compressor (context takeover), so it is what a real peer could send.
+///
+/// # Panics
+///
+/// If the compressor fails (it does not).
+pub fn deflate_bomb(mib: usize) -> Vec<u8> {
+    use tidings_core::ext::ExtensionConfig;
+    use tidings_core::ext::deflate::DeflateConfig;
+    use tidings_core::handshake::ExtensionOffer;
+    let mut ext = DeflateConfig::new()
+        .threshold(0)
+        .level(9)
+        .confirm(&ExtensionOffer::new("permessage-deflate"))
+        .expect("plain response accepted");
+    let zeros = vec![0u8; 1 << 20];
+    let mut first = bytes::BytesMut::new();
+    let mut next = bytes::BytesMut::new();
+    for out in [&mut first, &mut next] {
+        ext.encode(tidings_core::MessageKind::Binary, &zeros, out)
+            .expect("compresses")
+            .expect("compressed");
+    }
+    let mut bomb = first.to_vec();
+    for _ in 1..mib {
+        // Each part ended in a sync flush whose tail the sender removed: put it back in between.
+        bomb.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+        bomb.extend_from_slice(&next);
+    }
+    bomb
+}

@@ -1403,6 +1403,260 @@ macro_rules! suite {
                 assert_clean(&server.await.expect("outcome"), 1000, "", Initiator::Remote);
             });
         }
+
+        // ---- permessage-deflate -------------------------------------------------------------
+
+        fn deflate(config: ws::DeflateConfig) -> Config {
+            Config::default().deflate(Some(config))
+        }
+
+        /// A JSON-like text of about `n` bytes that compresses well but not trivially.
+        fn json_text(n: usize, seed: usize) -> String {
+            let mut s = String::from("[");
+            let mut i = 0;
+            while s.len() < n {
+                s.push_str(&format!(
+                    "{{\"id\":{},\"user\":\"user-{}\",\"text\":\"message {} of the feed\",\"ts\":{}}},",
+                    seed * 1000 + i,
+                    (seed + i) % 17,
+                    i,
+                    1_700_000_000 + i * 37
+                ));
+                i += 1;
+            }
+            s.push(']');
+            s
+        }
+
+        #[test]
+        fn deflate_is_negotiated_and_messages_round_trip() {
+            rt::run(GUARD, async {
+                let cases = [
+                    (ws::DeflateConfig::new(), ws::DeflateConfig::new()),
+                    (ws::DeflateConfig::no_context_takeover(), ws::DeflateConfig::new()),
+                    (
+                        ws::DeflateConfig::new().client_max_window_bits(9),
+                        ws::DeflateConfig::no_context_takeover().server_max_window_bits(10),
+                    ),
+                ];
+                for (server_config, client_config) in cases {
+                    let (mut client, server) = ours(
+                        deflate(server_config.clone()),
+                        ConnectOptions::new().config(deflate(client_config.clone())),
+                    )
+                    .await;
+                    let agreed = client.extensions().map(str::to_owned);
+                    assert!(
+                        agreed.as_deref().is_some_and(|e| e.starts_with("permessage-deflate")),
+                        "{agreed:?}"
+                    );
+                    assert_eq!(server.extensions(), agreed.as_deref());
+                    let server = rt::spawn(echo(server));
+                    let mut sent: Vec<Message> = (0..40)
+                        .map(|i| Message::text(json_text(1024, i)))
+                        .collect();
+                    sent.push(Message::text("small, below the threshold"));
+                    sent.push(Message::text(""));
+                    sent.push(Message::text(text_payload(256 << 10)));
+                    sent.push(Message::binary(binary_payload(64 << 10, 3)));
+                    for message in &sent {
+                        client.send(message.clone()).await.expect("send");
+                    }
+                    for message in &sent {
+                        let got = client.recv().await.expect("open").expect("echo");
+                        assert_eq!(&got, message, "{server_config:?} / {client_config:?}");
+                    }
+                    let outcome = client.close(CloseCode::NORMAL, "").await.expect("close");
+                    assert_clean(&outcome, 1000, "", Initiator::Local);
+                    assert_clean(&server.await.expect("outcome"), 1000, "", Initiator::Remote);
+                }
+            });
+        }
+
+        #[test]
+        fn deflate_off_on_either_side_falls_back_to_plain_frames() {
+            rt::run(GUARD, async {
+                let on = deflate(ws::DeflateConfig::new());
+                for (server_config, client_config) in
+                    [(Config::default(), on.clone()), (on, Config::default())]
+                {
+                    let (mut client, server) =
+                        ours(server_config, ConnectOptions::new().config(client_config)).await;
+                    assert_eq!(client.extensions(), None);
+                    assert_eq!(server.extensions(), None);
+                    let server = rt::spawn(echo(server));
+                    let text = json_text(4096, 1);
+                    client.send_text(&text).await.expect("send");
+                    let got = client.recv().await.expect("open").expect("echo");
+                    assert_eq!(got.as_text(), Some(text.as_str()));
+                    client.close(CloseCode::NORMAL, "").await.expect("close");
+                    server.await.expect("outcome");
+                }
+            });
+        }
+
+        /// The raw peer's view: our messages leave as RSV1 frames much smaller than the text,
+        /// and a compressed frame the peer sends arrives as the original text.
+        #[test]
+        fn deflated_frames_on_the_wire_in_both_roles() {
+            use tidings_core::ext::{ExtensionConfig, negotiate_client, negotiate_server};
+            rt::run(GUARD, async {
+                for role in ROLES {
+                    let (listener, port) = rt::bind().await;
+                    let config = deflate(ws::DeflateConfig::new());
+                    // The raw peer's own permessage-deflate state, from its side of the handshake.
+                    let peer = ws::DeflateConfig::new().threshold(0);
+                    let (ours_ws, mut raw, mut ext) = match role {
+                        Role::Server => {
+                            let server = serve_once(listener, config, |_| Ok(AcceptOptions::new()));
+                            let offer = ws::core::handshake::render_extensions(&peer.offers());
+                            let (raw, answer) = rt::Raw::client(
+                                port,
+                                "/",
+                                &[("Sec-WebSocket-Extensions", offer.as_str())],
+                            )
+                            .await;
+                            let answer = answer.expect("101");
+                            let ext = negotiate_client(&[&peer], &answer.extensions)
+                                .expect("acceptable answer")
+                                .expect("deflate agreed");
+                            (server.await.expect("accept"), raw, ext)
+                        }
+                        Role::Client => {
+                            let client = rt::spawn(async move {
+                                let options = ConnectOptions::new().config(config);
+                                ws::connect_with(&url(port), &options).await.expect("connect").0
+                            });
+                            let tcp = listener.accept().await;
+                            let mut ext = None;
+                            let raw = rt::Raw::server_over(tcp, &[], |req| {
+                                let (value, instance) =
+                                    negotiate_server(&[&peer], &req.extensions())
+                                        .expect("our client offers deflate");
+                                ext = Some(instance);
+                                AcceptOptions::new().extensions(value)
+                            })
+                            .await;
+                            (client.await, raw, ext.expect("negotiated"))
+                        }
+                    };
+                    assert!(ours_ws.extensions().is_some());
+                    let mut ours_ws = ours_ws;
+                    let text = json_text(8192, 2);
+                    ours_ws.send_text(&text).await.expect("send");
+                    let frame = raw.expect_frame().await;
+                    assert_eq!(frame.header.rsv, 0b100, "{role:?}: RSV1 on a compressed message");
+                    assert!(frame.payload.len() < text.len() / 3, "{}", frame.payload.len());
+                    let mut out = bytes::BytesMut::new();
+                    ext.decode(0b100, &frame.payload, true, &mut out, usize::MAX)
+                        .expect("inflates");
+                    assert_eq!(&out[..], text.as_bytes());
+                    // A small message goes uncompressed.
+                    ours_ws.send_text("hi").await.expect("send");
+                    let small = raw.expect_frame().await;
+                    assert_eq!((small.header.rsv, &small.payload[..]), (0, &b"hi"[..]));
+                    // The peer's compressed message, in two fragments (RSV1 on the first).
+                    let reply = json_text(3000, 3);
+                    let mut wire = bytes::BytesMut::new();
+                    ext.encode(MessageKind::Text, reply.as_bytes(), &mut wire)
+                        .expect("compresses")
+                        .expect("compressed");
+                    let mask = raw.masks.then_some(tidings_tests::TEST_KEY);
+                    let half = wire.len() / 2;
+                    let mut bytes = tidings_tests::raw_frame(false, 0b100, op::TEXT, mask, &wire[..half]);
+                    bytes.extend(tidings_tests::raw_frame(true, 0, op::CONT, mask, &wire[half..]));
+                    raw.send(&bytes).await;
+                    let got = ours_ws.recv().await.expect("open").expect("message");
+                    assert_eq!(got.as_text(), Some(reply.as_str()), "{role:?}");
+                    let outcome = rt::spawn(last_recv(ours_ws));
+                    raw_close(&mut raw, 1000, "").await;
+                    outcome.await;
+                }
+            });
+        }
+
+        #[test]
+        fn a_deflate_answer_the_client_did_not_ask_for_fails_the_handshake() {
+            rt::run(GUARD, async {
+                let (listener, port) = rt::bind().await;
+                // We ask for a 10-bit server window; the server answers without it.
+                let config = deflate(ws::DeflateConfig::new().server_max_window_bits(10));
+                let client = rt::spawn(async move {
+                    let options = ConnectOptions::new().config(config);
+                    ws::connect_with(&url(port), &options).await.map(|_| ())
+                });
+                let tcp = listener.accept().await;
+                let _raw = rt::Raw::server_over(tcp, &[], |req| {
+                    assert!(req.extensions().iter().any(|e| e.name == "permessage-deflate"));
+                    AcceptOptions::new().extensions("permessage-deflate")
+                })
+                .await;
+                match client.await {
+                    Err(Error::Handshake(HandshakeError::ExtensionRefused(why))) => {
+                        assert!(why.contains("server_max_window_bits"), "{why}");
+                    }
+                    other => panic!("expected ExtensionRefused, got {other:?}"),
+                }
+            });
+        }
+
+        /// A frame of a few MiB that would inflate to 4 GiB ends the connection with 1009 at
+        /// the message-size limit, in both roles.
+        #[test]
+        fn decompression_bomb_is_closed_with_1009() {
+            rt::run(GUARD, async {
+                let bomb = tidings_tests::deflate_bomb(4096);
+                for role in ROLES {
+                    let config = deflate(ws::DeflateConfig::new()).max_message_size(Some(1 << 20));
+                    let (ours_ws, mut raw) = match role {
+                        Role::Server => {
+                            let (listener, port) = rt::bind().await;
+                            let server = serve_once(listener, config, |_| Ok(AcceptOptions::new()));
+                            let (raw, answer) = rt::Raw::client(
+                                port,
+                                "/",
+                                &[("Sec-WebSocket-Extensions", "permessage-deflate")],
+                            )
+                            .await;
+                            assert!(!answer.expect("101").extensions.is_empty());
+                            (server.await.expect("accept"), raw)
+                        }
+                        Role::Client => {
+                            let (listener, port) = rt::bind().await;
+                            let client = rt::spawn(async move {
+                                let options = ConnectOptions::new().config(config);
+                                ws::connect_with(&url(port), &options).await.expect("connect").0
+                            });
+                            let tcp = listener.accept().await;
+                            let raw = rt::Raw::server_over(tcp, &[], |_| {
+                                AcceptOptions::new().extensions("permessage-deflate")
+                            })
+                            .await;
+                            (client.await, raw)
+                        }
+                    };
+                    // 64 KiB frames, RSV1 on the first: each passes the wire-size checks, so
+                    // the decoded size is what trips the limit.
+                    let mask = raw.masks.then_some(tidings_tests::TEST_KEY);
+                    let pieces: Vec<&[u8]> = bomb.chunks(64 << 10).collect();
+                    let mut frame = Vec::new();
+                    for (i, piece) in pieces.iter().enumerate() {
+                        let (rsv, opcode) = if i == 0 { (0b100, op::BINARY) } else { (0, op::CONT) };
+                        let fin = i + 1 == pieces.len();
+                        frame.extend(tidings_tests::raw_frame(fin, rsv, opcode, mask, piece));
+                    }
+                    let app = rt::spawn(last_recv(ours_ws));
+                    // The peer may stop reading once it failed: the write's result is moot.
+                    let _ = rt::write_all(&mut raw.tcp, &frame).await;
+                    let close = raw_failure_close(&mut raw).await;
+                    assert_eq!(close.close_code(), Some(1009), "{role:?}");
+                    let (end, outcome) = app.await;
+                    assert!(!matches!(end, Some(Ok(_))), "{role:?}: {end:?}");
+                    let outcome = outcome.expect("ended");
+                    assert_eq!(outcome.sent.map(|f| f.code), Some(CloseCode::MESSAGE_TOO_BIG));
+                }
+            });
+        }
     };
 }
 
