@@ -36,7 +36,11 @@
 //!   to the connection.
 //! * [`CloseCode`], a `u16` newtype with the registered codes and predicates.
 //! * The extension hook ([`ext::Extension`]): per-message transforms owning RSV bits, with a
-//!   decoded-size budget so an expanding extension ends in 1009, not in memory exhaustion.
+//!   decoded-size budget so an expanding extension ends in 1009, not in memory exhaustion, and
+//!   on it permessage-deflate (RFC 7692, [`ext::deflate`], default feature `deflate`): offer and
+//!   answer negotiation in both roles with both context-takeover modes and window sizes, a
+//!   compression threshold and level, inflation bounded by the message-size limit, and
+//!   compress-once broadcast frames ([`EncodedFrame::with_deflate`]).
 //! * A Server-Sent Events encoder ([`sse`]), pure formatting, beside the frame encoder.
 //!
 //! ## What it does not do

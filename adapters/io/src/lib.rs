@@ -38,8 +38,16 @@
 //!
 //! No HTTP/2 and only exact-path routing in the [`Server`] helper (put a real HTTP server in front
 //! for more: the tokio adapter upgrades hyper/axum requests, and [`negotiate`] validates a request
-//! head any HTTP server read); no TLS of its own (the adapters wrap rustls streams); no compression
-//! yet.
+//! head any HTTP server read); no TLS of its own (the adapters wrap rustls streams).
+//!
+//! # Compression
+//!
+//! With the `deflate` feature (default), [`Config::deflate`] turns on permessage-deflate
+//! (RFC 7692): a client offers it, a server accepts a client's offer (also through the
+//! [`Server`] helper and [`negotiate`]), and [`WebSocket::extensions`] tells what was agreed. It is
+//! off until configured; see [`DeflateConfig`] and the core's
+//! [`ext::deflate`](tidings_core::ext::deflate) module for the modes, their memory cost and the
+//! decompression-bomb limit.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -70,6 +78,8 @@ pub use server::{
 pub use socket::{Closer, ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
 
 pub use tidings_core as core;
+#[cfg(feature = "deflate")]
+pub use tidings_core::ext::deflate::DeflateConfig;
 pub use tidings_core::handshake::{
     AcceptOptions, ClientRequest, OriginPolicy, ServerResponse, UpgradeRequest,
 };

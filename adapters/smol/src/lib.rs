@@ -28,7 +28,8 @@
 //! Each connection spawns one small driver task with `smol::spawn` on smol's global executor (see
 //! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs).
 //!
-//! Features: `json` (default: `send_json`/`recv_json`), `rustls` (`wss://`, TLS accept).
+//! Features: `json` (default: `send_json`/`recv_json`), `deflate` (default: permessage-deflate,
+//! turned on per connection with `Config::deflate`), `rustls` (`wss://`, TLS accept).
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -41,6 +42,8 @@ pub mod tls;
 
 pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
+#[cfg(feature = "deflate")]
+pub use tidings_io::DeflateConfig;
 pub use tidings_io::{
     AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
     ConnectOptions, Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role,

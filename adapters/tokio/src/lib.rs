@@ -28,8 +28,9 @@
 //! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs), so connections must be
 //! created inside a tokio runtime with the time driver enabled (`#[tokio::main]` does both).
 //!
-//! Features: `json` (default: `send_json`/`recv_json`), `rustls` (`wss://`, TLS accept),
-//! `hyper` (upgrade a hyper 1 / axum request).
+//! Features: `json` (default: `send_json`/`recv_json`), `deflate` (default: permessage-deflate,
+//! turned on per connection with `Config::deflate`), `rustls` (`wss://`, TLS accept), `hyper`
+//! (upgrade a hyper 1 / axum request).
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -45,6 +46,8 @@ pub mod http;
 
 pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
+#[cfg(feature = "deflate")]
+pub use tidings_io::DeflateConfig;
 pub use tidings_io::{
     AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
     ConnectOptions, Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role,
