@@ -150,8 +150,9 @@ impl Config {
     }
 
     /// permessage-deflate compression (RFC 7692), off by default: `Some(config)` offers it as a
-    /// client and accepts a client's offer as a server (unless the accept callback sets
-    /// [`AcceptOptions::extensions`](tidings_core::handshake::AcceptOptions::extensions) itself).
+    /// client and accepts a client's offer as a server, unless the accept callback sets
+    /// [`AcceptOptions::extensions`](tidings_core::handshake::AcceptOptions::extensions) itself
+    /// (`extensions("")` declines compression for that request).
     ///
     /// It is off by default because compression costs memory per connection (with context
     /// takeover about 300 KiB, see [`tidings_core::ext::deflate`]) and CPU per message; turn it on

@@ -424,7 +424,15 @@ impl PerMessageDeflate {
                     Ok(written)
                 };
             }
-            let step = room.min(input.len().saturating_mul(4).clamp(1024, INFLATE_STEP));
+            // Use the room already there (no reallocation for the tail, say); else grow by a
+            // guess from the input size.
+            let spare = out.capacity() - out.len();
+            let want = if spare >= 256 {
+                spare
+            } else {
+                input.len().saturating_mul(4).clamp(1024, INFLATE_STEP)
+            };
+            let step = room.min(want);
             let (consumed, n, status) = inflate_step(&mut self.decompress, input, out, step)?;
             input = &input[consumed..];
             written += n;
