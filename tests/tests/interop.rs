@@ -1,7 +1,8 @@
 //! Interop with an independent implementation, async-tungstenite, in both directions on both
 //! runtimes: our client against its server, its client against our server. Text, binary, 1 MiB
 //! messages, fragmented messages (its client writes raw frames; towards its server our sans-IO
-//! core streams fragments over a plain TCP stream), pings, and close codes from either side.
+//! core streams fragments over a plain TCP stream), pings, and close codes from either side; and,
+//! as it has no permessage-deflate, the fallback to plain frames when ours has compression on.
 //!
 //! Each test is written once in `suite!` and expanded for tokio and smol.
 
@@ -95,6 +96,65 @@ macro_rules! suite {
                 }
                 close
             })
+        }
+
+        // ---- permessage-deflate ------------------------------------------------------
+
+        /// async-tungstenite has no permessage-deflate: with compression on, our side offers
+        /// or accepts it and, the other side declining or not offering, both fall back to plain
+        /// frames in both directions.
+        #[test]
+        fn with_deflate_on_we_fall_back_to_plain_frames_with_them() {
+            rt::run(GUARD, async {
+                let config = ws::Config::default().deflate(Some(ws::DeflateConfig::new()));
+                // Our client (offering) against their server (ignoring the offer).
+                let (listener, port) = rt::bind().await;
+                let server = their_echo_server(listener);
+                let options = ws::ConnectOptions::new().config(config.clone());
+                let (mut ours, response) = ws::connect_with(&url(port), &options)
+                    .await
+                    .expect("connect");
+                assert!(response.extensions.is_empty());
+                assert_eq!(ours.extensions(), None);
+                for m in samples() {
+                    ours.send(m.clone()).await.expect("send");
+                    let back = ours.recv().await.expect("open").expect("echo");
+                    assert!(
+                        back == m,
+                        "{:?} message of {} bytes differs",
+                        m.kind(),
+                        m.len()
+                    );
+                }
+                ours.close(CloseCode::NORMAL, "").await.expect("close");
+                server.await;
+
+                // Their client (not offering) against our server (compression on).
+                let (listener, port) = rt::bind().await;
+                let server = rt::spawn(async move {
+                    let ws = ws::accept_with(listener.accept().await, &config, |_| {
+                        Ok(ws::AcceptOptions::new())
+                    })
+                    .await
+                    .expect("accept");
+                    assert_eq!(ws.extensions(), None);
+                    our_echo(ws).await
+                });
+                let mut theirs = rt::their_connect(&url(port)).await;
+                for m in samples() {
+                    theirs.send(to_theirs(&m)).await.expect("send");
+                    let back = from_theirs(theirs.next().await.expect("open").expect("echo"));
+                    assert!(
+                        back == m,
+                        "{:?} message of {} bytes differs",
+                        m.kind(),
+                        m.len()
+                    );
+                }
+                theirs.close(None).await.expect("close");
+                while let Some(Ok(_)) = theirs.next().await {}
+                assert!(server.await.expect("outcome").clean);
+            });
         }
 
         // ---- our client, their server -----------------------------------------------
