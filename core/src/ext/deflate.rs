@@ -18,10 +18,16 @@
 //!
 //! With context takeover (the default) each direction keeps one DEFLATE stream for the whole
 //! connection, so later messages refer to earlier ones and small, repetitive messages (chat,
-//! JSON feeds) shrink best. The price is memory per connection: the compressor of a 15-bit window
-//! holds about 256 KiB (created at the first compressed message), the decompressor about 40 KiB.
-//! [`DeflateConfig::no_context_takeover`] resets both sides after every message (less memory
-//! traffic between messages, worse ratio on small messages) and
+//! JSON feeds) shrink best. The price is memory per connection, measured on zlib-rs: the
+//! compressor of a 15-bit window holds about 418 KiB (about 294 KiB with 9 or 10 bits: zlib's hash
+//! table does not shrink with the window), and the decompressor about 47 KiB. Each is created
+//! when first needed, so a connection that never sends a message above the threshold never pays
+//! for a compressor.
+//!
+//! Without context takeover on our side ([`DeflateConfig::no_context_takeover`], or
+//! `server_no_context_takeover` for a server) every message is compressed from a fresh state, so
+//! the connections of a thread share one compressor, reset after each message: a connection then
+//! costs only its decompressor. The ratio on small messages is worse.
 //! [`server_max_window_bits`](DeflateConfig::server_max_window_bits) /
 //! [`client_max_window_bits`](DeflateConfig::client_max_window_bits) shrink the windows.
 //!
@@ -50,6 +56,7 @@
 //! which a 256-byte decoder accepts. Decompression always uses a 32 KiB window, which decodes any
 //! window size.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use bytes::BytesMut;
@@ -187,7 +194,7 @@ impl DeflateConfig {
             level: self.level,
             threshold: self.threshold,
             reset_compress: params.reset_compress,
-            decompress: Decompress::new_with_window_bits(false, MAX_BITS),
+            decompress: None,
             reset_decompress: params.reset_decompress,
             ended: false,
         }
@@ -379,7 +386,8 @@ pub struct PerMessageDeflate {
     level: u32,
     threshold: usize,
     reset_compress: bool,
-    decompress: Decompress,
+    /// Created at the first compressed message received.
+    decompress: Option<Decompress>,
     reset_decompress: bool,
     /// The peer ended its DEFLATE stream with a final block (BFINAL); the decompressor restarts
     /// at the next message.
@@ -406,6 +414,10 @@ impl PerMessageDeflate {
         out: &mut BytesMut,
         budget: usize,
     ) -> Result<usize, ExtensionError> {
+        // A 15-bit window decodes every window size (RFC 7692 §7.1.2).
+        let decompress = self
+            .decompress
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, MAX_BITS));
         let mut written = 0;
         loop {
             if self.ended {
@@ -417,7 +429,7 @@ impl PerMessageDeflate {
             if room == 0 {
                 // The budget is spent: one more byte of output means the message is too large.
                 let mut probe = BytesMut::with_capacity(1);
-                let (_, n, _) = inflate_step(&mut self.decompress, input, &mut probe, 1)?;
+                let (_, n, _) = inflate_step(decompress, input, &mut probe, 1)?;
                 return if n > 0 {
                     Err(ExtensionError::TooLarge)
                 } else {
@@ -433,7 +445,7 @@ impl PerMessageDeflate {
                 input.len().saturating_mul(4).clamp(1024, INFLATE_STEP)
             };
             let step = room.min(want);
-            let (consumed, n, status) = inflate_step(&mut self.decompress, input, out, step)?;
+            let (consumed, n, status) = inflate_step(decompress, input, out, step)?;
             input = &input[consumed..];
             written += n;
             if status == Status::StreamEnd {
@@ -479,18 +491,21 @@ impl Extension for PerMessageDeflate {
             return Ok(None);
         }
         let (level, bits) = (self.level, self.compress_bits);
-        let compress = self
-            .compress
-            .get_or_insert_with(|| new_compress(level, bits));
+        if !self.reset_compress {
+            let compress = self
+                .compress
+                .get_or_insert_with(|| new_compress(level, bits));
+            deflate_message(compress, payload, out)?;
+            return Ok(Some(RSV1));
+        }
+        // No context takeover: every message starts from a fresh compressor, so the thread's
+        // shared one does (see the module docs on memory).
         let start = out.len();
-        deflate_message(compress, payload, out)?;
-        if self.reset_compress {
-            compress.reset();
-            if out.len() - start >= payload.len() {
-                // Did not shrink; with no context to keep in step, send it as it is.
-                out.truncate(start);
-                return Ok(None);
-            }
+        with_thread_compressor(level, bits, |c| deflate_message(c, payload, out))?;
+        if out.len() - start >= payload.len() {
+            // Did not shrink; with no context to keep in step, send it as it is.
+            out.truncate(start);
+            return Ok(None);
         }
         Ok(Some(RSV1))
     }
@@ -508,8 +523,10 @@ impl Extension for PerMessageDeflate {
         let written = self.inflate(payload, out, budget)?;
         if fin {
             self.inflate(&TAIL, out, budget - written)?;
-            if self.reset_decompress || self.ended {
-                self.decompress.reset(false);
+            if (self.reset_decompress || self.ended)
+                && let Some(decompress) = self.decompress.as_mut()
+            {
+                decompress.reset(false);
                 self.ended = false;
             }
         }
@@ -519,6 +536,34 @@ impl Extension for PerMessageDeflate {
     fn accepts_deflated(&self, window_bits: u8) -> bool {
         self.reset_compress && window_bits <= self.compress_bits.max(9)
     }
+}
+
+thread_local! {
+    /// Compressors shared by the connections of a thread whose compression has no context
+    /// takeover, one per (level, window); each is reset after every message.
+    static THREAD_COMPRESSORS: RefCell<Vec<(u32, u8, Compress)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's compressor for `level` and `bits` (a fresh one if that is busy,
+/// which cannot happen as nothing here re-enters), and resets it afterwards.
+fn with_thread_compressor<R>(level: u32, bits: u8, f: impl FnOnce(&mut Compress) -> R) -> R {
+    let bits = bits.max(9);
+    THREAD_COMPRESSORS.with(|cell| {
+        let Ok(mut pool) = cell.try_borrow_mut() else {
+            return f(&mut new_compress(level, bits));
+        };
+        let index = match pool.iter().position(|(l, b, _)| (*l, *b) == (level, bits)) {
+            Some(i) => i,
+            None => {
+                pool.push((level, bits, new_compress(level, bits)));
+                pool.len() - 1
+            }
+        };
+        let compress = &mut pool[index].2;
+        let result = f(compress);
+        compress.reset();
+        result
+    })
 }
 
 fn new_compress(level: u32, bits: u8) -> Compress {
@@ -560,9 +605,11 @@ fn deflate_message(
 /// Compresses one message with a fresh compressor (for [`crate::EncodedFrame::with_deflate`]):
 /// the payload of a frame with RSV1, or `None` when it does not shrink.
 pub(crate) fn deflate_once(config: &DeflateConfig, payload: &[u8]) -> Option<BytesMut> {
-    let mut compress = new_compress(config.level, config.server_max_window_bits);
     let mut out = BytesMut::with_capacity(payload.len() / 2 + 64);
-    deflate_message(&mut compress, payload, &mut out).ok()?;
+    with_thread_compressor(config.level, config.server_max_window_bits, |c| {
+        deflate_message(c, payload, &mut out)
+    })
+    .ok()?;
     (out.len() < payload.len()).then_some(out)
 }
 
