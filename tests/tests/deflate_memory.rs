@@ -1,6 +1,6 @@
-//! Decompression bombs (RFC 7692 with the size limits): a frame of a few MiB that inflates to
-//! 4 GiB ends the connection with 1009, and the memory used on the way stays near the
-//! message-size limit. A counting global allocator (`peak_alloc`, this test binary only)
+//! Memory of permessage-deflate, measured: decompression bombs (a frame of a few MiB that
+//! inflates to 4 GiB ends the connection with 1009, and the memory used on the way stays near the
+//! message-size limit), and what one connection's compression state costs in each mode. A counting global allocator (`peak_alloc`, this test binary only)
 //! measures the peak.
 
 use std::sync::Mutex;
@@ -115,4 +115,58 @@ fn bomb_under_the_default_limit_stays_near_the_limit() {
         peak < 2 * limit + (8 << 20),
         "peak heap growth {peak} bytes for a {limit}-byte limit"
     );
+}
+
+/// Heap held by one more connection's permessage-deflate state after it compressed and inflated
+/// one 1 KiB message, for `config` on both sides.
+fn connection_cost(config: &DeflateConfig) -> usize {
+    use tidings_core::MessageKind;
+    use tidings_core::ext::{negotiate_client, negotiate_server};
+    let message: Vec<u8> = (0..200)
+        .flat_map(|i| format!("{{\"id\":{i},\"user\":\"u{}\"}},", i % 7).into_bytes())
+        .take(1024)
+        .collect();
+    let config = config.clone().threshold(0);
+    let (response, _) = negotiate_server(&[&config], &config.offers()).expect("accepted");
+    let offers = tidings_core::handshake::parse_extensions([response.as_bytes()]).expect("parses");
+    let mut wire = bytes::BytesMut::with_capacity(4096);
+    let mut back = bytes::BytesMut::with_capacity(4096);
+    let base = ALLOCATOR.current_usage();
+    let mut ext = negotiate_client(&[&config], &offers)
+        .expect("acceptable")
+        .expect("agreed");
+    ext.encode(MessageKind::Text, &message, &mut wire)
+        .expect("compresses")
+        .expect("compressed");
+    ext.decode(0b100, &wire, true, &mut back, usize::MAX)
+        .expect("inflates");
+    assert_eq!(&back[..], &message[..]);
+    let cost = ALLOCATOR.current_usage() - base;
+    drop(ext);
+    cost
+}
+
+#[test]
+fn memory_per_connection_in_each_mode() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let modes = [
+        ("context takeover, 15-bit windows", DeflateConfig::new()),
+        (
+            "context takeover, 10-bit windows",
+            DeflateConfig::new()
+                .client_max_window_bits(10)
+                .server_max_window_bits(10),
+        ),
+        ("no context takeover", DeflateConfig::no_context_takeover()),
+    ];
+    let mut costs = Vec::new();
+    for (name, config) in &modes {
+        connection_cost(config); // the first one may set up the thread's shared compressor
+        let cost = connection_cost(config);
+        eprintln!("{name}: {cost} bytes per connection");
+        costs.push(cost);
+    }
+    // Without context takeover the compressor is the thread's, not the connection's.
+    assert!(costs[2] < costs[0] / 4, "{costs:?}");
+    assert!(costs[1] < costs[0], "{costs:?}");
 }
