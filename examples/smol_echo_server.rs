@@ -6,7 +6,7 @@
 //! ```
 
 use smol::net::TcpListener;
-use tidings_smol::{AcceptOptions, Config, OriginPolicy};
+use tidings_smol::{AcceptOptions, Config, DeflateConfig, OriginPolicy};
 
 fn main() -> std::io::Result<()> {
     let addr = std::env::args()
@@ -15,10 +15,12 @@ fn main() -> std::io::Result<()> {
     smol::block_on(async {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("echo server listening on ws://{}", listener.local_addr()?);
-        // Large messages for Autobahn's 9.* cases; any origin, as test clients come from anywhere.
+        // Large messages for Autobahn's 9.* cases; any origin, as test clients come from anywhere;
+        // permessage-deflate when the client offers it (Autobahn's 12.* and 13.*).
         let config = Config::default()
             .max_message_size(Some(64 << 20))
-            .origin_policy(OriginPolicy::allow_all());
+            .origin_policy(OriginPolicy::allow_all())
+            .deflate(Some(DeflateConfig::new()));
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;

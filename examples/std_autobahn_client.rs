@@ -7,6 +7,7 @@
 //! It asks the fuzzing server for the case count, runs every case as an echo client, and finally
 //! asks the server to write its reports (the Autobahn client convention).
 
+use tidings_core::ext::deflate::DeflateConfig;
 use tidings_core::{Config, Event, Message};
 use tidings_examples::blocking;
 
@@ -29,13 +30,14 @@ fn main() -> std::io::Result<()> {
     let mut ws = blocking::connect(
         &format!("{url}/updateReports?agent={agent}"),
         Config::default(),
+        &[],
     )?;
     while ws.next_event()?.is_some() {}
     Ok(())
 }
 
 fn case_count(url: &str) -> std::io::Result<u32> {
-    let mut ws = blocking::connect(&format!("{url}/getCaseCount"), Config::default())?;
+    let mut ws = blocking::connect(&format!("{url}/getCaseCount"), Config::default(), &[])?;
     let mut count = None;
     while let Some(event) = ws.next_event()? {
         if let Event::Message(Message::Text(text)) = event {
@@ -47,7 +49,10 @@ fn case_count(url: &str) -> std::io::Result<u32> {
 
 fn echo(url: &str) -> std::io::Result<()> {
     let config = Config::default().max_message_size(Some(64 << 20));
-    let mut ws = blocking::connect(url, config)?;
+    // permessage-deflate for 12.* and 13.*; client_no_context_takeover because the suite's server
+    // asks for it only when the client offered it.
+    let deflate = DeflateConfig::new().client_no_context_takeover(true);
+    let mut ws = blocking::connect(url, config, &[&deflate])?;
     while let Some(event) = ws.next_event()? {
         if let Event::Message(message) = event {
             let _ = ws.conn().send(message);

@@ -7,6 +7,7 @@
 
 use std::net::TcpListener;
 
+use tidings_core::ext::deflate::DeflateConfig;
 use tidings_core::handshake::AcceptOptions;
 use tidings_core::{Config, Event};
 use tidings_examples::blocking;
@@ -33,7 +34,8 @@ fn main() -> std::io::Result<()> {
 
 fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
     let config = Config::default().max_message_size(Some(64 << 20));
-    let mut ws = blocking::accept(stream, config, &AcceptOptions::default())?;
+    let deflate = DeflateConfig::new();
+    let mut ws = blocking::accept(stream, config, &AcceptOptions::default(), &[&deflate])?;
     while let Some(event) = ws.next_event()? {
         match event {
             // Echo: answer before polling the next event, so the answer precedes anything the

@@ -5,7 +5,7 @@
 //! cargo run --release --example tokio_echo_server -- 127.0.0.1:9001
 //! ```
 
-use tidings_tokio::{AcceptOptions, Config, OriginPolicy};
+use tidings_tokio::{AcceptOptions, Config, DeflateConfig, OriginPolicy};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -15,10 +15,12 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("echo server listening on ws://{}", listener.local_addr()?);
-    // Large messages for Autobahn's 9.* cases; any origin, as test clients come from anywhere.
+    // Large messages for Autobahn's 9.* cases; any origin, as test clients come from anywhere;
+    // permessage-deflate when the client offers it (Autobahn's 12.* and 13.*).
     let config = Config::default()
         .max_message_size(Some(64 << 20))
-        .origin_policy(OriginPolicy::allow_all());
+        .origin_policy(OriginPolicy::allow_all())
+        .deflate(Some(DeflateConfig::new()));
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;

@@ -14,6 +14,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use tidings_core::ext::{ExtensionConfig, negotiate_client, negotiate_server};
 use tidings_core::handshake::{self, AcceptOptions, ClientRequest, Limits, Status};
 use tidings_core::{Config, Connection, Event};
 
@@ -148,28 +149,40 @@ fn read_head<T, E>(
     }
 }
 
-/// Server side: reads the upgrade request, accepts it with `options` (or answers the error's
-/// HTTP status and returns an error), and returns the WebSocket.
+/// Server side: reads the upgrade request, accepts it with `options` and the first of
+/// `extensions` the client's offers allow (or answers the error's HTTP status and returns an
+/// error), and returns the WebSocket.
 pub fn accept(
     mut stream: TcpStream,
     config: Config,
     options: &AcceptOptions,
+    extensions: &[&dyn ExtensionConfig],
 ) -> io::Result<BlockingWebSocket> {
     stream.set_nodelay(true)?;
     let limits = Limits::default();
     let parsed = read_head(&mut stream, |buf| {
         match handshake::parse_request(buf, &limits) {
             Ok(Status::Complete((req, n))) => {
-                req.accept(options).map(|resp| Status::Complete((resp, n)))
+                let mut options = options.clone();
+                let extension =
+                    negotiate_server(extensions, &req.extensions()).map(|(value, instance)| {
+                        options.extensions = Some(value);
+                        instance
+                    });
+                req.accept(&options)
+                    .map(|resp| Status::Complete(((resp, extension), n)))
             }
             Ok(Status::Partial) => Ok(Status::Partial),
             Err(e) => Err(e),
         }
     })?;
     match parsed {
-        Ok((response, leftover)) => {
+        Ok(((response, extension), leftover)) => {
             stream.write_all(&response)?;
-            let conn = Connection::server(config, Instant::now());
+            let mut conn = Connection::server(config, Instant::now());
+            if let Some(extension) = extension {
+                conn.set_extension(extension);
+            }
             Ok(BlockingWebSocket::new(stream, conn, &leftover))
         }
         Err(e) => {
@@ -181,11 +194,22 @@ pub fn accept(
     }
 }
 
-/// Client side: connects to a `ws://` URL, performs the handshake and returns the WebSocket.
-pub fn connect(url: &str, config: Config) -> io::Result<BlockingWebSocket> {
+/// Client side: connects to a `ws://` URL, offers `extensions`, performs the handshake and
+/// returns the WebSocket.
+pub fn connect(
+    url: &str,
+    config: Config,
+    extensions: &[&dyn ExtensionConfig],
+) -> io::Result<BlockingWebSocket> {
     let invalid = |e: handshake::HandshakeError| io::Error::new(io::ErrorKind::InvalidData, e);
-    let (request, info) =
+    let (mut request, info) =
         ClientRequest::from_url(url, handshake::generate_key()).map_err(invalid)?;
+    let offers: Vec<_> = extensions.iter().flat_map(|e| e.offers()).collect();
+    if !offers.is_empty() {
+        request = request
+            .extension_offer(&handshake::render_extensions(&offers))
+            .map_err(invalid)?;
+    }
     if info.secure {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -199,7 +223,12 @@ pub fn connect(url: &str, config: Config) -> io::Result<BlockingWebSocket> {
     let parsed = read_head(&mut stream, |buf| {
         handshake::parse_response(buf, &request, &limits)
     })?;
-    let (_response, leftover) = parsed.map_err(invalid)?;
-    let conn = Connection::client(config, Instant::now());
+    let (response, leftover) = parsed.map_err(invalid)?;
+    let extension = negotiate_client(extensions, &response.extensions)
+        .map_err(|e| invalid(handshake::HandshakeError::ExtensionRefused(e.to_string())))?;
+    let mut conn = Connection::client(config, Instant::now());
+    if let Some(extension) = extension {
+        conn.set_extension(extension);
+    }
     Ok(BlockingWebSocket::new(stream, conn, &leftover))
 }
