@@ -4,13 +4,14 @@
     websockets_peer.py client ws://127.0.0.1:9041/   # checks a tidings echo server
     websockets_peer.py server 9043                   # an echo server for tidings' echo clients
 
-client: runs the variants below against an echo server. Each connects, checks what was
+client: runs the variants below against an echo server, one connection each: checks what was
 negotiated, sends a set of messages (many 1 KiB JSON-like texts so context takeover matters,
 texts under the 512 B threshold, a 1 MiB compressible binary, an incompressible 64 KiB binary,
 empty messages, non-ASCII text, a fragmented message), checks every echo is identical, pings,
 closes with 1000 and checks the server's close. With deflate negotiated it also checks that the
-echoes of the compressible messages of 1 KiB and more came back compressed (RSV1). Prints a
-summary; exits 1 on any failure.
+echoes of the compressible messages of 1 KiB and more came back compressed (RSV1). Then 15
+concurrent connections with mixed settings check their echoes. Prints a summary; exits 1 on any
+failure.
 
 server: a websockets echo server with websockets' default compression (permessage-deflate,
 server_max_window_bits=12, client_max_window_bits=12). Logs one line per connection (what was
@@ -219,12 +220,58 @@ async def run_variant(url, name, kwargs, want_deflate, check):
     return failures
 
 
+CONCURRENT = "15 concurrent connections, mixed context takeover and windows"
+
+
+async def run_concurrent(url):
+    """Connections at once, each with its own settings (server window 8 to 15, with and without
+    context takeover), each sending its own messages and checking their echoes one by one, so
+    the server's connections interleave (they may share state per thread)."""
+    t0 = time.monotonic()
+
+    async def one(k):
+        bits, nct = (8, 9, 10, 12, 15)[k % 5], k % 3 != 0
+        factory = ClientPerMessageDeflateFactory(
+            server_no_context_takeover=nct,
+            client_no_context_takeover=nct,
+            server_max_window_bits=bits,
+        )
+        rng = random.Random(k)
+        failures = []
+        async with connect(url, max_size=MAX_SIZE, extensions=[factory]) as ws:
+            ext, _ = Wire.attach(ws.protocol)
+            if ext is None or ext.remote_max_window_bits > bits:
+                return [f"{CONCURRENT}: connection {k}: not negotiated as offered: {ext!r}"]
+            for i in range(150):
+                if i % 7 == 0:
+                    message = rng.randbytes(rng.randrange(600, 5000))
+                else:
+                    message = f"connection {k} message {i} " * rng.randrange(1, 3000)
+                await ws.send(message)
+                if await ws.recv() != message:
+                    failures.append(f"{CONCURRENT}: connection {k}: echo of message {i} differs")
+                await asyncio.sleep(0)
+        return failures
+
+    results = await asyncio.gather(*(one(k) for k in range(15)), return_exceptions=True)
+    failures = []
+    for k, r in enumerate(results):
+        if isinstance(r, BaseException):
+            failures.append(f"{CONCURRENT}: connection {k}: {type(r).__name__}: {r}")
+        else:
+            failures += r
+    log(f"  15 x 150 messages echoed ({time.monotonic() - t0:.2f} s)")
+    return failures
+
+
 async def client(url):
     failures, failed = [], 0
-    for name, kwargs, want_deflate, check in VARIANTS:
+    runs = [(name, run_variant(url, name, *rest)) for name, *rest in VARIANTS]
+    runs.append((CONCURRENT, run_concurrent(url)))
+    for name, run in runs:
         log(f"variant: {name}")
         try:
-            got = await asyncio.wait_for(run_variant(url, name, kwargs, want_deflate, check), 60)
+            got = await asyncio.wait_for(run, 60)
         except Exception as e:  # noqa: BLE001
             got = [f"{name}: {type(e).__name__}: {e}"]
         for f in got:
@@ -232,7 +279,7 @@ async def client(url):
         log(f"  {'PASS' if not got else 'FAIL'} {name}")
         failures += got
         failed += bool(got)
-    log(f"websockets client against {url}: {len(VARIANTS) - failed} passed, {failed} failed")
+    log(f"websockets client against {url}: {len(runs) - failed} passed, {failed} failed")
     return 1 if failures else 0
 
 
