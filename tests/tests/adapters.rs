@@ -1495,6 +1495,30 @@ macro_rules! suite {
             });
         }
 
+        #[test]
+        fn the_accept_callback_can_decline_deflate_for_one_request() {
+            rt::run(GUARD, async {
+                let (listener, port) = rt::bind().await;
+                let server = serve_once(listener, deflate(ws::DeflateConfig::new()), |req| {
+                    assert!(!req.extensions().is_empty(), "the client offered deflate");
+                    Ok(AcceptOptions::new().extensions(""))
+                });
+                let options = ConnectOptions::new().config(deflate(ws::DeflateConfig::new()));
+                let (mut client, response) =
+                    ws::connect_with(&url(port), &options).await.expect("connect");
+                let server = server.await.expect("accept");
+                assert!(response.extensions.is_empty());
+                assert_eq!((client.extensions(), server.extensions()), (None, None));
+                let server = rt::spawn(echo(server));
+                let text = json_text(2048, 4);
+                client.send_text(&text).await.expect("send");
+                let got = client.recv().await.expect("open").expect("echo");
+                assert_eq!(got.as_text(), Some(text.as_str()));
+                client.close(CloseCode::NORMAL, "").await.expect("close");
+                server.await.expect("outcome");
+            });
+        }
+
         /// The raw peer's view: our messages leave as RSV1 frames much smaller than the text,
         /// and a compressed frame the peer sends arrives as the original text.
         #[test]
