@@ -11,7 +11,8 @@
 //! cargo run --release --example tokio_echo_client -- ws://127.0.0.1:9001/ --deflate
 //! ```
 
-use tidings_tokio::{CloseCode, Config, ConnectOptions, DeflateConfig, Message};
+use tidings_examples::echo_messages::{messages, show};
+use tidings_tokio::{CloseCode, Config, ConnectOptions, DeflateConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,45 +59,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = ws.close(CloseCode::NORMAL, "bye").await?;
     println!("closed: {outcome:?}");
     Ok(())
-}
-
-/// Three texts and three binaries; with deflate also messages worth compressing: 1 KiB JSON-like
-/// texts (alike, so context takeover pays), a 256 KiB text and a 64 KiB binary.
-fn messages(deflate: bool) -> Vec<Message> {
-    let mut messages = Vec::new();
-    for i in 0..3u8 {
-        messages.push(Message::text(format!("hello {i}")));
-        messages.push(Message::binary(vec![i; 4]));
-    }
-    if deflate {
-        for i in 0..32 {
-            let json = format!(
-                r#"{{"type":"event","seq":{i},"room":"room-{}","user":{{"id":{},"name":"user-{}"}},"body":"{}"}}"#,
-                i % 5,
-                1000 + i % 17,
-                i % 17,
-                "lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(17),
-            );
-            messages.push(Message::text(json));
-        }
-        let line = "the quick brown fox jumps over the lazy dog — über café\n";
-        messages.push(Message::text(line.repeat((256 << 10) / line.len())));
-        let binary: Vec<u8> = (0..64u32 << 10)
-            .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
-            .collect();
-        messages.push(Message::binary(binary));
-    }
-    messages
-}
-
-/// The message in full when short, its kind and length otherwise.
-fn show(message: &Message) -> String {
-    if message.len() <= 64 {
-        format!("{message:?}")
-    } else {
-        match message {
-            Message::Text(_) => format!("Text({} bytes)", message.len()),
-            Message::Binary(_) => format!("Binary({} bytes)", message.len()),
-        }
-    }
 }

@@ -1428,6 +1428,16 @@ macro_rules! suite {
             s
         }
 
+        /// `text` through `server`'s echo and back, then a clean close.
+        async fn echo_text_and_close(mut client: WebSocket, server: WebSocket, text: &str) {
+            let server = rt::spawn(echo(server));
+            client.send_text(text).await.expect("send");
+            let got = client.recv().await.expect("open").expect("echo");
+            assert_eq!(got.as_text(), Some(text));
+            client.close(CloseCode::NORMAL, "").await.expect("close");
+            server.await.expect("outcome");
+        }
+
         #[test]
         fn deflate_is_negotiated_and_messages_round_trip() {
             rt::run(GUARD, async {
@@ -1480,17 +1490,10 @@ macro_rules! suite {
                 for (server_config, client_config) in
                     [(Config::default(), on.clone()), (on, Config::default())]
                 {
-                    let (mut client, server) =
+                    let (client, server) =
                         ours(server_config, ConnectOptions::new().config(client_config)).await;
-                    assert_eq!(client.extensions(), None);
-                    assert_eq!(server.extensions(), None);
-                    let server = rt::spawn(echo(server));
-                    let text = json_text(4096, 1);
-                    client.send_text(&text).await.expect("send");
-                    let got = client.recv().await.expect("open").expect("echo");
-                    assert_eq!(got.as_text(), Some(text.as_str()));
-                    client.close(CloseCode::NORMAL, "").await.expect("close");
-                    server.await.expect("outcome");
+                    assert_eq!((client.extensions(), server.extensions()), (None, None));
+                    echo_text_and_close(client, server, &json_text(4096, 1)).await;
                 }
             });
         }
@@ -1504,18 +1507,12 @@ macro_rules! suite {
                     Ok(AcceptOptions::new().extensions(""))
                 });
                 let options = ConnectOptions::new().config(deflate(ws::DeflateConfig::new()));
-                let (mut client, response) =
+                let (client, response) =
                     ws::connect_with(&url(port), &options).await.expect("connect");
                 let server = server.await.expect("accept");
                 assert!(response.extensions.is_empty());
                 assert_eq!((client.extensions(), server.extensions()), (None, None));
-                let server = rt::spawn(echo(server));
-                let text = json_text(2048, 4);
-                client.send_text(&text).await.expect("send");
-                let got = client.recv().await.expect("open").expect("echo");
-                assert_eq!(got.as_text(), Some(text.as_str()));
-                client.close(CloseCode::NORMAL, "").await.expect("close");
-                server.await.expect("outcome");
+                echo_text_and_close(client, server, &json_text(2048, 4)).await;
             });
         }
 

@@ -415,13 +415,18 @@ fn rfc_7692_examples_decode() {
     }
 }
 
+/// A client-side instance after a plain `permessage-deflate` answer, compressing everything.
+fn compressing_ext() -> Box<dyn Extension> {
+    DeflateConfig::new()
+        .threshold(0)
+        .confirm(&one("permessage-deflate"))
+        .expect("accepted")
+}
+
 #[test]
 fn rfc_7692_example_encodes() {
     // §7.2.3.1 was made by zlib; zlib-rs gives the same bytes.
-    let mut ext = DeflateConfig::new()
-        .threshold(0)
-        .confirm(&one("permessage-deflate"))
-        .expect("accepted");
+    let mut ext = compressing_ext();
     let mut out = BytesMut::new();
     assert_eq!(
         ext.encode(MessageKind::Text, b"Hello", &mut out),
@@ -490,10 +495,7 @@ fn violations_fail_with_the_right_code() {
 }
 
 fn compress_once(data: &[u8]) -> Vec<u8> {
-    let mut ext = DeflateConfig::new()
-        .threshold(0)
-        .confirm(&one("permessage-deflate"))
-        .expect("accepted");
+    let mut ext = compressing_ext();
     let mut out = BytesMut::new();
     assert_eq!(
         ext.encode(MessageKind::Binary, data, &mut out),
