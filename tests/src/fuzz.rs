@@ -16,19 +16,24 @@
 //!   in-memory client/server pair; local errors are predicted exactly, and messages sent over an
 //!   uncorrupted direction arrive intact and in order.
 //! * [`utf8_incremental`]: [`Utf8Validator`] fed in chunks agrees with `std::str::from_utf8`.
+//! * [`deflate_inflate`]: permessage-deflate on a client connection under a small message limit
+//!   (the same messages whatever the reads, a tighter limit only refuses, and only what is over
+//!   it, with 1009), and compress/decompress round trips between negotiated instances.
 //!
 //! Input layouts are documented on each function; bytes past the end of the input read as `0`.
 
 use std::time::{Duration, Instant};
 
+use tidings_core::ext::deflate::{DEFAULT_THRESHOLD, DeflateConfig};
+use tidings_core::ext::{self, Extension, ExtensionConfig, ExtensionError};
 use tidings_core::handshake::{
     self, AcceptOptions, ClientRequest, HandshakeError, Limits, OriginPolicy, Status,
 };
 use tidings_core::mask::apply_mask;
 use tidings_core::{
     CloseCode, CloseOutcome, Config, Connection, ConnectionError, EncodedFrame, Error, Event,
-    FrameHeader, Initiator, MAX_CLOSE_REASON, Message, MessageKind, OpCode, ProtocolError, Role,
-    Utf8Validator,
+    FrameHeader, Initiator, MAX_CLOSE_REASON, Message, MessageKind, OpCode, ProtocolError, RSV1,
+    Role, Utf8Validator,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1806,4 +1811,586 @@ fn header_values<'h>(headers: &[httparse::Header<'h>], name: &str) -> Vec<&'h [u
         .filter(|h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value)
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// permessage-deflate
+// ---------------------------------------------------------------------------------------------
+
+/// The most of a `deflate_inflate` input that is used (keeps each execution cheap).
+const DEFLATE_MAX_BODY: usize = 16 << 10;
+
+/// What a client connection delivered, with the streamed fragments of one message joined, so
+/// runs that read the same wire in other pieces or under another limit can be compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Delivered {
+    Ping(Vec<u8>),
+    /// A data message; `done` once its last byte arrived (always, outside streaming mode).
+    Data {
+        kind: MessageKind,
+        bytes: Vec<u8>,
+        done: bool,
+    },
+}
+
+/// One run of a deflate client connection over the whole wire.
+#[derive(Debug)]
+struct InflateRun {
+    limit: usize,
+    stream: bool,
+    log: Vec<Delivered>,
+    /// The entry of `log` a streamed message in progress is appended to.
+    open: Option<usize>,
+    /// The close code of the failure, if the connection failed.
+    failure: Option<u16>,
+}
+
+impl InflateRun {
+    /// The complete data messages delivered.
+    fn done_messages(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|d| matches!(d, Delivered::Data { done: true, .. }))
+            .count()
+    }
+
+    /// The `n`th data message delivered (complete or not): its length and whether it is complete.
+    fn data(&self, n: usize) -> Option<(usize, bool)> {
+        self.log
+            .iter()
+            .filter_map(|d| match d {
+                Delivered::Data { bytes, done, .. } => Some((bytes.len(), *done)),
+                Delivered::Ping(_) => None,
+            })
+            .nth(n)
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let limit = self.limit;
+        assert!(self.failure.is_none(), "event {event:?} after Closed");
+        match event {
+            Event::Message(m) => {
+                assert!(!self.stream, "whole message in streaming mode");
+                check_message(&m, Some(limit), "deflate client");
+                self.log.push(Delivered::Data {
+                    kind: m.kind(),
+                    bytes: m.as_bytes().to_vec(),
+                    done: true,
+                });
+            }
+            Event::Fragment(f) => {
+                assert!(self.stream, "fragment outside streaming mode");
+                let i = match self.open {
+                    Some(i) => i,
+                    None => {
+                        self.log.push(Delivered::Data {
+                            kind: f.kind,
+                            bytes: Vec::new(),
+                            done: false,
+                        });
+                        self.log.len() - 1
+                    }
+                };
+                let Some(Delivered::Data { kind, bytes, done }) = self.log.get_mut(i) else {
+                    panic!("open entry {i} is not a message");
+                };
+                assert_eq!(*kind, f.kind, "fragment kind changed mid-message");
+                bytes.extend_from_slice(&f.data);
+                assert!(
+                    bytes.len() <= limit,
+                    "streamed message of {} bytes over the limit {limit}",
+                    bytes.len()
+                );
+                if *kind == MessageKind::Text {
+                    if f.fin {
+                        assert!(
+                            std::str::from_utf8(bytes).is_ok(),
+                            "streamed text not UTF-8"
+                        );
+                    } else {
+                        assert!(utf8_prefix_ok(bytes), "streamed text not a UTF-8 prefix");
+                    }
+                }
+                *done = f.fin;
+                self.open = (!f.fin).then_some(i);
+            }
+            Event::Ping(p) => {
+                assert!(p.len() <= 125, "long ping payload");
+                self.log.push(Delivered::Ping(p.to_vec()));
+            }
+            Event::Pong(_) | Event::CloseReceived(_) => {
+                panic!("{event:?}, but the wire has no pong or close frames")
+            }
+            Event::Closed(outcome) => {
+                let Some(ConnectionError::Protocol(e)) = &outcome.error else {
+                    panic!("closed without a protocol error: {outcome:?}");
+                };
+                let code = e.close_code().as_u16();
+                assert!(
+                    matches!(code, 1002 | 1007 | 1009),
+                    "failure {e:?} closes with {code}"
+                );
+                if matches!(e, ProtocolError::MessageTooLarge { .. }) {
+                    assert_eq!(code, 1009, "too large, but closed with {code}");
+                }
+                assert_eq!(outcome.code, CloseCode::ABNORMAL, "failure code");
+                assert!(!outcome.clean, "failed but clean");
+                assert_eq!(
+                    outcome.sent.as_ref().map(|f| f.code.as_u16()),
+                    Some(code),
+                    "CloseOutcome::sent"
+                );
+                self.failure = Some(code);
+            }
+        }
+    }
+}
+
+/// The extension a default client makes of the server's `response`.
+fn deflate_confirmed(response: &str) -> Box<dyn Extension> {
+    let offers = handshake::parse_extensions([response.as_bytes()])
+        .unwrap_or_else(|e| panic!("response {response:?} does not parse: {e:?}"));
+    let [offer] = offers.as_slice() else {
+        panic!("response {response:?} is not one extension");
+    };
+    DeflateConfig::new()
+        .confirm(offer)
+        .unwrap_or_else(|e| panic!("the default client refuses {response:?}: {e}"))
+}
+
+/// The server frames of an inflate run, from the body: each frame is a control byte, maybe a
+/// length, and the payload (shorter at the end of the input). Control byte: bit 7 FIN, bit 6
+/// RSV1, bits 4–5 the kind (0, 1 binary, 2 text, or a continuation inside a message; 3 ping),
+/// bits 0–3 the length (0–13, 14: one length byte follows, 15: two, big-endian).
+///
+/// Also returns, per data message, what the connection checks against the size limit before
+/// decoding: the largest frame of a compressed message, the sum of an uncompressed one's frames.
+fn deflate_frames(body: &[u8]) -> (Vec<u8>, Vec<u64>) {
+    let mut cur = Cursor::new(body);
+    let mut wire = Vec::new();
+    let mut wire_sizes: Vec<u64> = Vec::new();
+    let mut compressed = false;
+    let mut in_message = false;
+    while !cur.is_empty() {
+        let ctl = cur.byte();
+        let len = match ctl & 0x0F {
+            14 => usize::from(cur.byte()),
+            15 => usize::from(cur.u16()),
+            n => usize::from(n),
+        };
+        let payload = cur.take(len);
+        let (fin, rsv1) = (ctl & 0x80 != 0, ctl & 0x40 != 0);
+        let opcode = match (ctl >> 4) & 3 {
+            3 => OpCode::Ping,
+            _ if in_message => OpCode::Continuation,
+            2 => OpCode::Text,
+            _ => OpCode::Binary,
+        };
+        let (header, n) = FrameHeader {
+            fin,
+            rsv: if rsv1 { RSV1 } else { 0 },
+            opcode,
+            mask: None,
+            len: payload.len() as u64,
+        }
+        .encode();
+        wire.extend_from_slice(&header[..n]);
+        wire.extend_from_slice(payload);
+        if opcode.is_control() {
+            continue;
+        }
+        let size = payload.len() as u64;
+        if in_message {
+            if let Some(last) = wire_sizes.last_mut() {
+                *last = if compressed {
+                    (*last).max(size)
+                } else {
+                    *last + size
+                };
+            }
+        } else {
+            compressed = rsv1;
+            wire_sizes.push(size);
+        }
+        in_message = !fin;
+    }
+    (wire, wire_sizes)
+}
+
+/// A client connection with permessage-deflate (negotiated by `response`) and the message limit
+/// `limit` reads `wire` as `chunker` cuts it; every event is checked, and so is its output (a
+/// pong for every ping, then the failure's close frame).
+fn inflate_run(
+    response: &str,
+    wire: &[u8],
+    stream: bool,
+    limit: usize,
+    mut chunker: Chunker,
+) -> InflateRun {
+    let now = Instant::now();
+    let config = Config::default()
+        .stream_incoming(stream)
+        .max_message_size(Some(limit));
+    let mut conn = new_connection(Role::Client, config, now, u32::from(chunker.mode));
+    conn.set_extension(deflate_confirmed(response));
+    let mut run = InflateRun {
+        limit,
+        stream,
+        log: Vec::new(),
+        open: None,
+        failure: None,
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < wire.len() {
+        let n = chunker.next().min(wire.len() - pos);
+        let piece = &wire[pos..pos + n];
+        pos += n;
+        if chunker.via_input_buffer() {
+            conn.input_buffer().extend_from_slice(piece);
+            conn.received(now);
+        } else {
+            conn.receive(now, piece);
+        }
+        while let Some(event) = conn.poll_event() {
+            run.on_event(event);
+        }
+        if run.failure.is_some() {
+            assert_eq!(conn.buffered_input(), 0, "input kept after Closed");
+        }
+        conn.poll_transmit(&mut out);
+    }
+    assert!(conn.poll_event().is_none(), "an event without new input");
+    conn.poll_transmit(&mut out);
+    let frames = decode_output(Role::Client, &out);
+    let close = check_output_rules(Role::Client, &frames);
+    let pings: Vec<&[u8]> = run
+        .log
+        .iter()
+        .filter_map(|d| match d {
+            Delivered::Ping(p) => Some(p.as_slice()),
+            Delivered::Data { .. } => None,
+        })
+        .collect();
+    let pongs: Vec<&[u8]> = frames
+        .iter()
+        .filter(|f| f.opcode == OpCode::Pong)
+        .map(|f| f.payload.as_slice())
+        .collect();
+    assert_eq!(pongs, pings, "a pong for every ping");
+    assert_eq!(
+        close,
+        run.failure.map(Some),
+        "the close frame written is the failure's"
+    );
+    run
+}
+
+/// Reading the wire in other pieces changes nothing: the same messages, and a failure in both or
+/// neither. In streaming mode the message a failure cuts short may differ (a prefix), and so may
+/// the code (a UTF-8 error and a DEFLATE error in one frame show in the order of the reads).
+fn check_same_reading(chunked: &InflateRun, whole: &InflateRun) {
+    if !chunked.stream {
+        assert_eq!(chunked.log, whole.log, "messages depend on the reads");
+        assert_eq!(
+            chunked.failure, whole.failure,
+            "failure depends on the reads"
+        );
+        return;
+    }
+    assert_eq!(
+        chunked.failure.is_some(),
+        whole.failure.is_some(),
+        "failure depends on the reads: {:?} vs {:?}",
+        chunked.failure,
+        whole.failure
+    );
+    // Without the message the failure cut short (pings may follow its first fragments).
+    let complete = |run: &InflateRun| -> Vec<Delivered> {
+        let mut log = run.log.clone();
+        if let (Some(_), Some(i)) = (run.failure, run.open) {
+            log.remove(i);
+        }
+        log
+    };
+    assert_eq!(
+        complete(chunked),
+        complete(whole),
+        "streamed messages depend on the reads"
+    );
+}
+
+/// A tighter limit only refuses: under `a.limit`, the connection delivers what it does under the
+/// looser `b.limit` up to where it fails, and fails only with 1009 where the other goes on, for a
+/// message whose frames or decoded size really are over the limit (`wire_sizes`, see
+/// [`deflate_frames`]).
+fn check_limit_only_refuses(a: &InflateRun, b: &InflateRun, wire_sizes: &[u64]) {
+    let (limit, looser) = (a.limit, b.limit);
+    for (i, got) in a.log.iter().enumerate() {
+        let Some(want) = b.log.get(i) else {
+            panic!("limit {limit} delivered {got:?} at {i}, limit {looser} nothing");
+        };
+        match (got, want) {
+            (
+                Delivered::Data {
+                    kind,
+                    bytes,
+                    done: false,
+                },
+                Delivered::Data {
+                    kind: want_kind,
+                    bytes: want_bytes,
+                    ..
+                },
+            ) => {
+                assert_eq!(kind, want_kind, "entry {i}: kind");
+                assert!(
+                    want_bytes.starts_with(bytes),
+                    "limit {limit}: message {i} ({} bytes so far) is not a prefix of what limit \
+                     {looser} delivered ({} bytes)",
+                    bytes.len(),
+                    want_bytes.len()
+                );
+                assert_eq!(a.open, Some(i), "entry {i}: unfinished but not open");
+            }
+            _ => assert_eq!(
+                got, want,
+                "entry {i} differs between limits {limit} and {looser}"
+            ),
+        }
+    }
+    let Some(code) = a.failure else {
+        assert_eq!(a.log, b.log, "limit {limit} went on but delivered less");
+        assert_eq!(
+            b.failure, None,
+            "limit {looser} failed, the tighter {limit} not"
+        );
+        return;
+    };
+    let failed_in = a.done_messages();
+    if let Some(other) = b.failure
+        && b.done_messages() == failed_in
+    {
+        // Both failed in the same message: the tighter limit may only make it 1009.
+        assert!(
+            code == other || code == 1009,
+            "limit {limit} fails with {code}, limit {looser} with {other}"
+        );
+        return;
+    }
+    assert_eq!(
+        code, 1009,
+        "limit {limit} failed with {code} where limit {looser} went on"
+    );
+    let wire = wire_sizes.get(failed_in).copied().unwrap_or(0);
+    if wire > limit as u64 {
+        return; // refused from a frame header
+    }
+    match b.data(failed_in) {
+        Some((len, _)) if len > limit => {}
+        // Buffered: the looser run holds the message unfinished, its size is unknown.
+        None if !a.stream => {}
+        other => panic!(
+            "limit {limit}: message {failed_in} refused as too large, though its frames take \
+             {wire} bytes and it decodes to {other:?} (bytes, complete) under limit {looser}"
+        ),
+    }
+}
+
+/// Input: `[flags, limit (u16), params, params, chunk_param, body…]`; bit 0 of `flags` picks the
+/// inflate half or the round trip. The limit is the message-size limit, 0 to 65535 bytes; the
+/// body is used up to 16 KiB.
+///
+/// **Inflate** (bit 0 clear): a client connection with permessage-deflate negotiated by a
+/// `permessage-deflate; …` response (`params[0]`: bit 0 `server_no_context_takeover`, bit 1
+/// `client_no_context_takeover`, bits 2/3 `server_max_window_bits`/`client_max_window_bits`, with
+/// `8 + (params[1] & 7)` and `8 + (params[1] >> 4 & 7)`) reads the server frames of the body
+/// (layout in `deflate_frames`: FIN, RSV1, kind, length, payload). `flags` bit 1 is streaming
+/// mode, bits 2–4 the chunking as for the frame targets (with `chunk_param`). Checks: every event
+/// (limits on each message and on the fragments of each streamed message, UTF-8), a failure
+/// closes with 1002, 1007 or 1009 (1009 when too large) and writes that close frame, a pong per
+/// ping; reading the wire whole gives the same; under a looser limit (`2 * limit + 1`) the same is
+/// delivered up to the failure, and the tighter limit refuses only messages that are over it.
+///
+/// **Round trip** (bit 0 set): a client config (`params[0]`) and a server config (`params[1]`;
+/// bit 0 and 1 the no-context-takeover settings, bits 2–4 and 5–7 the server and client window
+/// minus 8; level `chunk_param & 15`, threshold from `chunk_param >> 4`) negotiate (which must
+/// succeed), then the body's messages (`[len, shape, bytes…]`: `len` under 0xF0, else 12 bits with
+/// the next byte; the bytes repeated `shape & 15` + 1 times) go from the server to the client
+/// (`flags` bit 1: the other way). Each compressed message is decoded cut at up to three points
+/// (`shape >> 4`), with the budget the connection would give under the limit (none with `flags`
+/// bit 5): it must come back exactly, or end with `TooLarge` after exactly the limit's worth of
+/// its bytes when it is over the limit. A message left uncompressed must be under the threshold,
+/// or not shrink without context takeover.
+pub fn deflate_inflate(data: &[u8]) {
+    let mut cur = Cursor::new(data);
+    let flags = cur.byte();
+    let limit = usize::from(cur.u16());
+    let params = [cur.byte(), cur.byte()];
+    let chunk_param = cur.byte();
+    let body = cur.take(DEFLATE_MAX_BODY);
+    if flags & 1 == 0 {
+        deflate_inflate_wire(flags, limit, params, chunk_param, body);
+    } else {
+        deflate_round_trip(flags, limit, params, chunk_param, body);
+    }
+}
+
+fn deflate_inflate_wire(flags: u8, limit: usize, params: [u8; 2], chunk_param: u8, body: &[u8]) {
+    let [p, bits] = params;
+    let mut response = String::from("permessage-deflate");
+    if p & 1 != 0 {
+        response.push_str("; server_no_context_takeover");
+    }
+    if p & 2 != 0 {
+        response.push_str("; client_no_context_takeover");
+    }
+    if p & 4 != 0 {
+        response.push_str(&format!("; server_max_window_bits={}", 8 + (bits & 7)));
+    }
+    if p & 8 != 0 {
+        response.push_str(&format!(
+            "; client_max_window_bits={}",
+            8 + ((bits >> 4) & 7)
+        ));
+    }
+    let stream = flags & 2 != 0;
+    let mode = (flags >> 2) & 7;
+    let (wire, wire_sizes) = deflate_frames(body);
+    let run = |limit: usize, mode: u8| {
+        let chunker = Chunker {
+            mode,
+            param: usize::from(chunk_param),
+            rng: Rng::new((u32::from(chunk_param) << 8) | u32::from(flags)),
+        };
+        inflate_run(&response, &wire, stream, limit, chunker)
+    };
+    let a = run(limit, mode);
+    if mode != 0 {
+        check_same_reading(&a, &run(limit, 0));
+    }
+    check_limit_only_refuses(&a, &run(2 * limit + 1, mode), &wire_sizes);
+}
+
+fn deflate_round_trip(flags: u8, limit: usize, params: [u8; 2], chunk_param: u8, body: &[u8]) {
+    let limit = if flags & 0x20 != 0 { usize::MAX } else { limit };
+    let threshold = [0, 0, 0, 0, 1, 16, 300, DEFAULT_THRESHOLD][usize::from(chunk_param >> 4) & 7];
+    let config = |p: u8| {
+        DeflateConfig::new()
+            .server_no_context_takeover(p & 1 != 0)
+            .client_no_context_takeover(p & 2 != 0)
+            .server_max_window_bits(8 + ((p >> 2) & 7))
+            .client_max_window_bits(8 + ((p >> 5) & 7))
+            .level(u32::from(chunk_param & 0x0F))
+            .threshold(threshold)
+    };
+    let (client, server) = (config(params[0]), config(params[1]));
+    // Two of our own configs always agree.
+    let offer = handshake::render_extensions(&client.offers());
+    let offers = handshake::parse_extensions([offer.as_bytes()])
+        .unwrap_or_else(|e| panic!("our offer {offer:?} does not parse: {e:?}"));
+    let (response, server_ext) = ext::negotiate_server(&[&server], &offers)
+        .unwrap_or_else(|| panic!("{server:?} declines our offer {offer:?}"));
+    let responses = handshake::parse_extensions([response.as_bytes()])
+        .unwrap_or_else(|e| panic!("our response {response:?} does not parse: {e:?}"));
+    let client_ext = ext::negotiate_client(&[&client], &responses)
+        .unwrap_or_else(|e| panic!("{client:?} refuses our response {response:?}: {e}"))
+        .unwrap_or_else(|| panic!("no extension from our response {response:?}"));
+    let has = |name: &str| responses[0].params.iter().any(|(n, _)| n == name);
+    let server_resets = has("server_no_context_takeover");
+    let client_resets = (params[0] & 2 != 0) || has("client_no_context_takeover");
+    let (mut tx, mut rx, tx_resets) = if flags & 2 != 0 {
+        (client_ext, server_ext, client_resets)
+    } else {
+        (server_ext, client_ext, server_resets)
+    };
+
+    let mut cur = Cursor::new(body);
+    let mut index = 0u32;
+    while !cur.is_empty() {
+        index += 1;
+        let head = cur.byte();
+        let len = if head < 0xF0 {
+            usize::from(head)
+        } else {
+            (usize::from(head & 0x0F) << 8) | usize::from(cur.byte())
+        };
+        let shape = cur.byte();
+        let message = cur.take(len).repeat(usize::from(shape & 0x0F) + 1);
+        let mut wire = Default::default();
+        let rsv = tx
+            .encode(MessageKind::Binary, &message, &mut wire)
+            .unwrap_or_else(|e| panic!("message {index}: encode fails: {e}"));
+        let wire_len = wire.len();
+        match rsv {
+            None => {
+                assert_eq!(
+                    wire_len, 0,
+                    "message {index}: left uncompressed, but written"
+                );
+                assert!(
+                    message.len() < threshold || tx_resets,
+                    "message {index} of {} bytes left uncompressed (threshold {threshold})",
+                    message.len()
+                );
+                continue; // sent as it is; the receiver's decoder is not involved
+            }
+            Some(rsv) => assert_eq!(rsv, RSV1, "message {index}: RSV bits"),
+        }
+        if tx_resets {
+            assert!(
+                wire_len < message.len(),
+                "message {index}: sent compressed without shrinking ({wire_len} of {})",
+                message.len()
+            );
+        }
+        let mut rng = Rng::new((u32::from(shape) << 16) ^ index);
+        let mut cuts: Vec<usize> = (0..(shape >> 4) % 4)
+            .map(|_| rng.next() as usize % (wire_len + 1))
+            .collect();
+        cuts.sort_unstable();
+        let mut got = Default::default();
+        let mut decoded = 0;
+        let mut start = 0;
+        for (i, end) in cuts.iter().copied().chain([wire_len]).enumerate() {
+            let fin = i == cuts.len();
+            let budget = limit - decoded;
+            let r = rx.decode(RSV1, &wire[start..end], fin, &mut got, budget);
+            let added = got.len() - decoded;
+            assert!(
+                added <= budget,
+                "message {index}: decode appended {added} bytes, over its budget {budget}"
+            );
+            decoded = got.len();
+            match r {
+                Ok(()) => {}
+                Err(ExtensionError::TooLarge) => {
+                    assert!(
+                        message.len() > limit,
+                        "message {index} of {} bytes is too large for the limit {limit}",
+                        message.len()
+                    );
+                    assert_eq!(decoded, limit, "message {index}: TooLarge before the limit");
+                    assert!(
+                        message.starts_with(&got),
+                        "message {index}: decoded bytes differ before TooLarge"
+                    );
+                    return; // the connection fails here
+                }
+                Err(e) => panic!("message {index}: our own compressed data is refused: {e}"),
+            }
+            start = end;
+        }
+        assert!(
+            message.len() <= limit,
+            "message {index} of {} bytes decoded under the limit {limit}",
+            message.len()
+        );
+        assert!(
+            got[..] == message[..],
+            "message {index}: {} bytes sent, {} bytes decoded, not the same",
+            message.len(),
+            got.len()
+        );
+    }
 }

@@ -72,6 +72,11 @@ fn fuzz_seeds_utf8_incremental() {
     run_corpus("utf8_incremental", fuzz::utf8_incremental);
 }
 
+#[test]
+fn fuzz_seeds_deflate_inflate() {
+    run_corpus("deflate_inflate", fuzz::deflate_inflate);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seed generator
 // ---------------------------------------------------------------------------------------------
@@ -492,6 +497,305 @@ fn utf8_seeds() {
     }
 }
 
+/// `deflate_inflate` header: `[flags, limit (u16), params, params, chunk_param]`, see
+/// `fuzz::deflate_inflate`.
+fn deflate_header(flags: u8, limit: u16, params: [u8; 2], chunk_param: u8) -> Vec<u8> {
+    let [hi, lo] = limit.to_be_bytes();
+    vec![flags, hi, lo, params[0], params[1], chunk_param]
+}
+
+/// Frame kinds of a `deflate_inflate` body (a continuation inside a message).
+const BIN: u8 = 0;
+const TEXT: u8 = 2;
+const PING: u8 = 3;
+
+/// One frame of a `deflate_inflate` body: control byte (FIN, RSV1, kind, length) and payload.
+fn deflate_frame(fin: bool, rsv1: bool, kind: u8, payload: &[u8]) -> Vec<u8> {
+    let ctl = (u8::from(fin) << 7) | (u8::from(rsv1) << 6) | (kind << 4);
+    let mut out = match payload.len() {
+        n if n <= 13 => vec![ctl | n as u8],
+        n if n <= 255 => vec![ctl | 14, n as u8],
+        n => {
+            let [hi, lo] = u16::try_from(n).expect("frame under 64 KiB").to_be_bytes();
+            vec![ctl | 15, hi, lo]
+        }
+    };
+    out.extend_from_slice(payload);
+    out
+}
+
+/// One message of a `deflate_inflate` round trip: `[len, shape, bytes…]`.
+fn round_trip_message(shape: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = match bytes.len() {
+        n if n < 0xF0 => vec![n as u8],
+        n => {
+            assert!(n < 1 << 12, "round-trip message under 4 KiB");
+            vec![0xF0 | (n >> 8) as u8, n as u8]
+        }
+    };
+    out.push(shape);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// `data` compressed as one message by a fresh permessage-deflate instance (no tail).
+fn deflated(level: u32, data: &[u8]) -> Vec<u8> {
+    use tidings_core::ext::ExtensionConfig;
+    let response = tidings_core::handshake::parse_extensions([b"permessage-deflate".as_slice()])
+        .expect("response parses");
+    let mut ext = tidings_core::ext::deflate::DeflateConfig::new()
+        .threshold(0)
+        .level(level)
+        .confirm(&response[0])
+        .expect("response accepted");
+    let mut out = bytes::BytesMut::new();
+    let rsv = ext
+        .encode(tidings_core::MessageKind::Binary, data, &mut out)
+        .expect("compresses");
+    assert_eq!(rsv, Some(tidings_core::RSV1));
+    out.to_vec()
+}
+
+/// Text with repeats near and far (distances past small windows).
+fn varied_text(words: usize, seed: u32) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "deflate",
+        "window",
+        "the",
+        "message",
+        "frame",
+        "context",
+        "takeover",
+        "{\"id\":",
+        "42,",
+        "\"ok\":true}",
+        "zlib",
+        "\u{e9}t\u{e9}",
+    ];
+    let mut x = seed | 1;
+    let mut out = Vec::new();
+    for _ in 0..words {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.extend_from_slice(WORDS[x as usize % WORDS.len()].as_bytes());
+        out.push(b' ');
+    }
+    out
+}
+
+fn deflate_seeds() {
+    let mut w = Writer::new("deflate_inflate");
+    // RFC 7692 §7.2.3 payloads.
+    let hello: &[u8] = &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let hello_again: &[u8] = &[0xf2, 0x00, 0x11, 0x00, 0x00];
+    let stored: &[u8] = &[
+        0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+    ];
+    let bfinal: &[u8] = &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+    let two_blocks: &[u8] = &[
+        0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+    ];
+    let f = deflate_frame;
+    let zeros_64k = deflated(9, &vec![0u8; 1 << 16]);
+    let zeros_4k = deflated(9, &[0u8; 4096]);
+    let (bomb_a, bomb_b) = zeros_64k.split_at(zeros_64k.len() / 2);
+    let bad_utf8 = deflated(6, &[0xce, 0xba, 0xe1, 0xbd, 0xc0]);
+    let text = varied_text(300, 7);
+    let text_deflated = deflated(6, &text);
+    let (text_a, text_b) = text_deflated.split_at(text_deflated.len() / 3);
+    let streams: Vec<(&str, Vec<u8>)> = vec![
+        ("hello", f(true, true, TEXT, hello)),
+        (
+            "hello-fragmented",
+            [
+                f(false, true, TEXT, &hello[..3]),
+                f(true, false, TEXT, &hello[3..]),
+            ]
+            .concat(),
+        ),
+        (
+            "shared-window",
+            [f(true, true, TEXT, hello), f(true, true, TEXT, hello_again)].concat(),
+        ),
+        ("stored-block", f(true, true, TEXT, stored)),
+        (
+            "bfinal-then-hello",
+            [f(true, true, TEXT, bfinal), f(true, true, TEXT, hello)].concat(),
+        ),
+        ("two-blocks", f(true, true, TEXT, two_blocks)),
+        (
+            "uncompressed-between",
+            [
+                f(true, true, TEXT, hello),
+                f(true, false, TEXT, b"Hello"),
+                f(true, true, TEXT, hello_again),
+            ]
+            .concat(),
+        ),
+        ("empty-message", f(true, true, BIN, &[0x00])),
+        (
+            "ping-between-fragments",
+            [
+                f(false, true, TEXT, &hello[..3]),
+                f(true, false, PING, b"p"),
+                f(true, false, TEXT, &hello[3..]),
+            ]
+            .concat(),
+        ),
+        // A final block whose end-of-block code comes in a later frame, after exactly 5 bytes
+        // (header `limit5`: frames of at most 5 bytes), then a second message.
+        (
+            "bfinal-split-then-hello",
+            [
+                f(false, true, BIN, &bfinal[..5]),
+                f(false, false, BIN, &bfinal[5..6]),
+                f(true, false, BIN, &bfinal[6..]),
+                f(false, true, BIN, &hello[..5]),
+                f(true, false, BIN, &hello[5..]),
+            ]
+            .concat(),
+        ),
+        ("zeros-4k", f(true, true, BIN, &zeros_4k)),
+        (
+            "zeros-64k-bomb",
+            [f(false, true, BIN, bomb_a), f(true, false, BIN, bomb_b)].concat(),
+        ),
+        (
+            "text-3-frames",
+            [
+                f(false, true, TEXT, text_a),
+                f(false, false, TEXT, &text_b[..text_b.len() / 2]),
+                f(true, false, TEXT, &text_b[text_b.len() / 2..]),
+            ]
+            .concat(),
+        ),
+        // Invalid data: a reserved block type, a distance before the start, bad UTF-8 inside.
+        ("bad-block-type", f(true, true, BIN, &[0xff, 0xff, 0xff])),
+        ("too-far-back", f(true, true, TEXT, hello_again)),
+        ("bad-utf8", f(true, true, TEXT, &bad_utf8)),
+        (
+            "rsv1-on-continuation",
+            [
+                f(false, true, TEXT, &hello[..3]),
+                f(true, true, TEXT, &hello[3..]),
+            ]
+            .concat(),
+        ),
+        ("rsv1-on-ping", f(true, true, PING, b"")),
+    ];
+    // [flags, limit, params, chunk_param]: flags bit 1 streaming, bits 2–4 the chunking.
+    let headers: [(&str, Vec<u8>); 6] = [
+        ("whole", deflate_header(0, 256, [0, 0], 0)),
+        ("limit5", deflate_header(2 << 2, 5, [0, 0], 0)),
+        ("stream-3", deflate_header(2 | 1 << 2, 64, [0, 0], 2)),
+        (
+            "stream-random-4",
+            deflate_header(2 | 3 << 2, 4, [0x01, 0], 9),
+        ),
+        (
+            "nct-input-buffer",
+            deflate_header(7 << 2, 4096, [0x0F, 0x70], 30),
+        ),
+        ("max", deflate_header(2 | 4 << 2, u16::MAX, [0x04, 0x07], 0)),
+    ];
+    for (i, (name, body)) in streams.iter().enumerate() {
+        // Two headers each, rotating; the limit-5 one always for the split final block.
+        let picks = if *name == "bfinal-split-then-hello" {
+            vec![1, 2]
+        } else {
+            vec![i % 6, (i + 2) % 6]
+        };
+        for h in picks {
+            let (hname, header) = &headers[h];
+            w.write(
+                &format!("{name}-{hname}"),
+                &[header.clone(), body.clone()].concat(),
+            );
+        }
+    }
+    // The same "Hello" twice without context takeover: the second refers to nothing (1002).
+    let nct = deflate_header(0, 256, [0x01, 0], 0);
+    let body = [f(true, true, TEXT, hello), f(true, true, TEXT, hello_again)].concat();
+    w.write("nct-shared-window", &[nct, body].concat());
+    // Exactly at, and one under, the decoded size.
+    for (name, limit) in [("zeros-4k-at-limit", 4096), ("zeros-4k-over-limit", 4095)] {
+        let header = deflate_header(1 << 2, limit, [0, 0], 100);
+        w.write(name, &[header, f(true, true, BIN, &zeros_4k)].concat());
+    }
+
+    // Round trips: flags bit 0; params bit 0/1 no context takeover, bits 2–4 / 5–7 windows − 8;
+    // chunk_param level | threshold << 4.
+    let json = br#"{"id":1,"name":"tidings","tags":["ws","deflate"],"ok":true}"#;
+    let long = varied_text(600, 3);
+    let trips: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "rt-hello-takeover-15",
+            deflate_header(1, u16::MAX, [0xFC, 0xFC], 6),
+            [
+                round_trip_message(0x00, b"Hello"),
+                round_trip_message(0x10, b"Hello"),
+                round_trip_message(0x2F, json),
+            ]
+            .concat(),
+        ),
+        (
+            "rt-window-8",
+            deflate_header(1 | 0x20, 0, [0x00, 0x00], 9),
+            [
+                round_trip_message(0x31, &long[..3000]),
+                round_trip_message(0x13, &long[1000..]),
+            ]
+            .concat(),
+        ),
+        (
+            "rt-nct-window-9-client-to-server",
+            deflate_header(1 | 2 | 0x20, 0, [0x27, 0x27], 6),
+            [
+                round_trip_message(0x20, &long[..2000]),
+                round_trip_message(0x20, b"short"),
+                round_trip_message(0x3F, json),
+            ]
+            .concat(),
+        ),
+        (
+            "rt-level-0-stored",
+            deflate_header(1, 20_000, [0xFC, 0x00], 0),
+            [
+                round_trip_message(0x12, &long[..500]),
+                round_trip_message(0x00, b""),
+            ]
+            .concat(),
+        ),
+        (
+            "rt-over-limit",
+            deflate_header(1, 1000, [0xFC, 0xFC], 1),
+            round_trip_message(0x1F, &long[..200]),
+        ),
+        (
+            "rt-exact-limit",
+            deflate_header(1, json.len() as u16 * 4, [0x02, 0x01], 6),
+            [
+                round_trip_message(0x03, json),
+                round_trip_message(0x23, json),
+            ]
+            .concat(),
+        ),
+        (
+            "rt-threshold-512",
+            deflate_header(1, u16::MAX, [0xFC, 0xFC], 0x76),
+            [
+                round_trip_message(0x00, json),
+                round_trip_message(0x10, &long[..700]),
+            ]
+            .concat(),
+        ),
+    ];
+    for (name, header, body) in &trips {
+        w.write(name, &[header.clone(), body.clone()].concat());
+    }
+}
+
 #[test]
 #[ignore = "writes the hand-made seeds into fuzz/corpus; run on purpose"]
 fn generate_fuzz_seeds() {
@@ -499,4 +803,5 @@ fn generate_fuzz_seeds() {
     handshake_seeds();
     stateful_seeds();
     utf8_seeds();
+    deflate_seeds();
 }
