@@ -1516,6 +1516,30 @@ macro_rules! suite {
             });
         }
 
+        #[test]
+        fn an_extension_named_by_the_accept_callback_is_refused() {
+            rt::run(GUARD, async {
+                let (listener, port) = rt::bind().await;
+                // The engine runs only what `Config::deflate` negotiates.
+                let server = serve_once(listener, Config::default(), |_| {
+                    Ok(AcceptOptions::new().extensions("permessage-deflate"))
+                });
+                let options = ConnectOptions::new().config(deflate(ws::DeflateConfig::new()));
+                match ws::connect_with(&url(port), &options).await {
+                    Err(Error::Handshake(HandshakeError::Rejected { status, .. })) => {
+                        assert_eq!(status, 500);
+                    }
+                    other => panic!("expected a 500, got {:?}", other.map(|_| ())),
+                }
+                match server.await {
+                    Err(Error::Handshake(HandshakeError::InvalidExtension(why))) => {
+                        assert!(why.contains("permessage-deflate"), "{why}");
+                    }
+                    other => panic!("expected InvalidExtension, got {:?}", other.map(|_| ())),
+                }
+            });
+        }
+
         /// The raw peer's view: our messages leave as RSV1 frames much smaller than the text,
         /// and a compressed frame the peer sends arrives as the original text.
         #[test]

@@ -150,9 +150,9 @@ impl Config {
     }
 
     /// permessage-deflate compression (RFC 7692), off by default: `Some(config)` offers it as a
-    /// client and accepts a client's offer as a server, unless the accept callback sets
-    /// [`AcceptOptions::extensions`](tidings_core::handshake::AcceptOptions::extensions) itself
-    /// (`extensions("")` declines compression for that request).
+    /// client and accepts a client's offer as a server. The accept callback can decline it for one
+    /// request with [`AcceptOptions::extensions("")`](tidings_core::handshake::AcceptOptions::extensions);
+    /// naming an extension there is refused (the engine would announce it without running it).
     ///
     /// It is off by default because compression costs CPU per message and memory per connection
     /// (with context takeover about 465 KiB once both directions ran, without it about 47 KiB;

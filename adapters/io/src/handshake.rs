@@ -177,13 +177,27 @@ fn extension_configs(config: &Config) -> Vec<&dyn ExtensionConfig> {
     configs
 }
 
-/// Server side: accepts `req` with `options`, after negotiating the extensions `config` turns on
-/// (unless `options` names its own), and returns the `101` response and what was agreed.
+/// Server side: accepts `req` with `options`, after negotiating the extensions `config` turns on,
+/// and returns the `101` response and what was agreed.
+///
+/// `options.extensions` may only decline them (`Some("")`): an extension named there would be
+/// announced without running, so it is refused as [`HandshakeError::InvalidExtension`](
+/// handshake::HandshakeError::InvalidExtension).
 pub(crate) fn accept_request(
     req: &UpgradeRequest<'_>,
     config: &Config,
     mut options: AcceptOptions,
 ) -> Result<(Vec<u8>, Agreed), handshake::HandshakeError> {
+    if let Some(named) = options
+        .extensions
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+    {
+        return Err(handshake::HandshakeError::InvalidExtension(format!(
+            "{named} (extensions are negotiated from Config::deflate; the accept callback may \
+             only decline them, with an empty value)"
+        )));
+    }
     let mut extension = None;
     if options.extensions.is_none()
         && let Some((value, instance)) =
