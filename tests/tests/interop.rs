@@ -13,8 +13,8 @@ macro_rules! suite {
         use std::time::{Duration, Instant};
 
         use async_tungstenite::tungstenite;
-        use futures_util::StreamExt;
         use futures_util::future::join;
+        use futures_util::{SinkExt, StreamExt};
         use tidings_tests::adapter_suite::{binary_payload, raw_request, text_payload};
         use tungstenite::Message as TheirMessage;
         use tungstenite::protocol::CloseFrame as TheirCloseFrame;
@@ -77,6 +77,39 @@ macro_rules! suite {
 
         /// Their server: accepts one connection and echoes data messages until the connection
         /// ends; returns the close frame it received, if any.
+        /// Sends every sample from our side and checks each echo.
+        async fn our_samples_echoed(ours: &mut WebSocket) {
+            for m in samples() {
+                ours.send(m.clone()).await.expect("send");
+                let back = ours.recv().await.expect("open").expect("echo");
+                assert!(
+                    back == m,
+                    "{:?} message of {} bytes differs",
+                    m.kind(),
+                    m.len()
+                );
+            }
+        }
+
+        /// Sends every sample from their client and checks each echo.
+        async fn their_samples_echoed<T>(theirs: &mut T)
+        where
+            T: futures_util::Sink<TheirMessage, Error = tungstenite::Error>
+                + futures_util::Stream<Item = Result<TheirMessage, tungstenite::Error>>
+                + Unpin,
+        {
+            for m in samples() {
+                theirs.send(to_theirs(&m)).await.expect("send");
+                let back = from_theirs(theirs.next().await.expect("open").expect("echo"));
+                assert!(
+                    back == m,
+                    "{:?} message of {} bytes differs",
+                    m.kind(),
+                    m.len()
+                );
+            }
+        }
+
         fn their_echo_server(listener: rt::Listener) -> rt::Join<Option<TheirCloseFrame>> {
             rt::spawn(async move {
                 let mut theirs = rt::their_accept(listener.accept().await).await;
@@ -116,16 +149,7 @@ macro_rules! suite {
                     .expect("connect");
                 assert!(response.extensions.is_empty());
                 assert_eq!(ours.extensions(), None);
-                for m in samples() {
-                    ours.send(m.clone()).await.expect("send");
-                    let back = ours.recv().await.expect("open").expect("echo");
-                    assert!(
-                        back == m,
-                        "{:?} message of {} bytes differs",
-                        m.kind(),
-                        m.len()
-                    );
-                }
+                our_samples_echoed(&mut ours).await;
                 ours.close(CloseCode::NORMAL, "").await.expect("close");
                 server.await;
 
@@ -141,16 +165,7 @@ macro_rules! suite {
                     our_echo(ws).await
                 });
                 let mut theirs = rt::their_connect(&url(port)).await;
-                for m in samples() {
-                    theirs.send(to_theirs(&m)).await.expect("send");
-                    let back = from_theirs(theirs.next().await.expect("open").expect("echo"));
-                    assert!(
-                        back == m,
-                        "{:?} message of {} bytes differs",
-                        m.kind(),
-                        m.len()
-                    );
-                }
+                their_samples_echoed(&mut theirs).await;
                 theirs.close(None).await.expect("close");
                 while let Some(Ok(_)) = theirs.next().await {}
                 assert!(server.await.expect("outcome").clean);
@@ -165,16 +180,7 @@ macro_rules! suite {
                 let (listener, port) = rt::bind().await;
                 let server = their_echo_server(listener);
                 let mut ours = ws::connect(&url(port)).await.expect("connect");
-                for m in samples() {
-                    ours.send(m.clone()).await.expect("send");
-                    let back = ours.recv().await.expect("open").expect("echo");
-                    assert!(
-                        back == m,
-                        "{:?} message of {} bytes differs",
-                        m.kind(),
-                        m.len()
-                    );
-                }
+                our_samples_echoed(&mut ours).await;
                 // Their side answers our pings.
                 ours.ping().await.expect("pong from async-tungstenite");
 
@@ -299,16 +305,7 @@ macro_rules! suite {
                     our_echo(ws).await
                 });
                 let mut theirs = rt::their_connect(&url(port)).await;
-                for m in samples() {
-                    theirs.send(to_theirs(&m)).await.expect("send");
-                    let back = from_theirs(theirs.next().await.expect("open").expect("echo"));
-                    assert!(
-                        back == m,
-                        "{:?} message of {} bytes differs",
-                        m.kind(),
-                        m.len()
-                    );
-                }
+                their_samples_echoed(&mut theirs).await;
 
                 // Their client writes raw frames: a text message in three fragments (split
                 // inside a character) with a ping between them, then a binary one.
