@@ -155,7 +155,7 @@ impl Config {
     /// naming an extension there is refused (the engine would announce it without running it).
     ///
     /// It is off by default because compression costs CPU per message and memory per connection
-    /// (with context takeover about 465 KiB once both directions ran, without it about 47 KiB;
+    /// (with context takeover about 418 KiB once both directions ran, without it about 47 KiB;
     /// see [`tidings_core::ext::deflate`]); turn it on for text-heavy traffic (chat, JSON feeds)
     /// where it shrinks messages several-fold.
     ///
