@@ -329,6 +329,16 @@ impl Chunker {
     fn via_input_buffer(&self) -> bool {
         matches!(self.mode, 6 | 7)
     }
+
+    /// Hands `piece` to `conn` the way this chunker's mode reads.
+    fn feed(&self, conn: &mut Connection, now: Instant, piece: &[u8]) {
+        if self.via_input_buffer() {
+            conn.input_buffer().extend_from_slice(piece);
+            conn.received(now);
+        } else {
+            conn.receive(now, piece);
+        }
+    }
 }
 
 /// What the connection must have written, in order.
@@ -703,12 +713,7 @@ fn frame_run(role: Role, data: &[u8], whole: bool) -> (Vec<Event>, Vec<u8>, bool
         let n = chunker.next().min(wire.len() - pos);
         let piece = &wire[pos..pos + n];
         pos += n;
-        if chunker.via_input_buffer() {
-            conn.input_buffer().extend_from_slice(piece);
-            conn.received(now);
-        } else {
-            conn.receive(now, piece);
-        }
+        chunker.feed(&mut conn, now, piece);
         if let Some(bound) = payload_bound {
             assert!(
                 conn.buffered_input() <= n + bound + 14,
@@ -2046,12 +2051,7 @@ fn inflate_run(
         let n = chunker.next().min(wire.len() - pos);
         let piece = &wire[pos..pos + n];
         pos += n;
-        if chunker.via_input_buffer() {
-            conn.input_buffer().extend_from_slice(piece);
-            conn.received(now);
-        } else {
-            conn.receive(now, piece);
-        }
+        chunker.feed(&mut conn, now, piece);
         while let Some(event) = conn.poll_event() {
             run.on_event(event);
         }

@@ -263,7 +263,8 @@ async fn with_timeout<T>(
     .await
 }
 
-async fn read_some(io: &mut dyn Transport, buf: &mut BytesMut) -> io::Result<()> {
+/// Reads more of a request or response head; EOF is an error here.
+pub(crate) async fn read_some(io: &mut dyn Transport, buf: &mut BytesMut) -> io::Result<()> {
     buf.reserve(HEAD_READ);
     let n = poll_fn(|cx| io.poll_read_into(cx, buf)).await?;
     if n == 0 {

@@ -33,8 +33,7 @@ use tidings_core::handshake::{
 };
 use tidings_core::{CloseCode, Role};
 
-use crate::handshake::accept_request;
-use crate::handshake::write_all;
+use crate::handshake::{accept_request, read_some, write_all};
 use crate::runtime::{Runtime, Task, Timer, Transport};
 use crate::{
     Agreed, Closer, Config, Error, Rejection, WebSocket, from_transport, with_handshake_timeout,
@@ -46,7 +45,6 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Bytes read per read of a request head.
-const HEAD_READ: usize = 4096;
 /// Connections accepted in one poll of the accept loop before it yields to the executor.
 const ACCEPT_BUDGET: usize = 64;
 /// Pause after an accept error that is not about one connection (out of file descriptors…).
@@ -1427,18 +1425,6 @@ async fn connection(
             handler(ws, info).await;
         }
     }
-}
-
-async fn read_some(io: &mut dyn Transport, buf: &mut BytesMut) -> io::Result<()> {
-    buf.reserve(HEAD_READ);
-    let n = poll_fn(|cx| io.poll_read_into(cx, buf)).await?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed during the handshake",
-        ));
-    }
-    Ok(())
 }
 
 /// Writes a complete response and shuts the transport down; errors are moot at this point.
