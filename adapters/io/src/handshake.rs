@@ -167,6 +167,7 @@ impl fmt::Debug for Agreed {
 
 /// The extension configs `config` turns on, in order of preference.
 fn extension_configs(config: &Config) -> Vec<&dyn ExtensionConfig> {
+    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
     let mut configs: Vec<&dyn ExtensionConfig> = Vec::new();
     #[cfg(feature = "deflate")]
     if let Some(deflate) = &config.deflate {

@@ -55,6 +55,7 @@ mod config;
 mod driver;
 mod error;
 mod handshake;
+mod outbox;
 mod runtime;
 mod server;
 mod shared;
@@ -67,6 +68,9 @@ pub use error::Error;
 pub use handshake::{
     Agreed, ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
     with_handshake_timeout,
+};
+pub use outbox::{
+    DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, Outbox, OutboxError, OutboxLimits,
 };
 pub use runtime::{Runtime, Task, Timer, Transport};
 pub use server::{
@@ -83,4 +87,6 @@ pub use tidings_core::ext::deflate::DeflateConfig;
 pub use tidings_core::handshake::{
     AcceptOptions, ClientRequest, OriginPolicy, ServerResponse, UpgradeRequest,
 };
-pub use tidings_core::{CloseCode, CloseFrame, CloseOutcome, Event, Message, MessageKind, Role};
+pub use tidings_core::{
+    CloseCode, CloseFrame, CloseOutcome, EncodedFrame, Event, Message, MessageKind, Role,
+};

@@ -16,6 +16,7 @@
 //! Also here, for HTTP servers that own the socket (hyper, axum): [`negotiate`] runs the engine's
 //! upgrade validation on a request head and says what to answer.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -803,7 +804,12 @@ where
 
 // ---- routes --------------------------------------------------------------------------------------
 
-type WsHandler = Arc<dyn Fn(WebSocket, RequestInfo) -> Task + Send + Sync>;
+/// What a route's `init` step handed to its handler (type-erased; the route's constructor pairs
+/// the two with one type).
+type InitState = Box<dyn Any + Send>;
+type WsHandler = Arc<dyn Fn(WebSocket, RequestInfo, InitState) -> Task + Send + Sync>;
+type Init =
+    Arc<dyn Fn(&UpgradeRequest<'_>) -> Result<(AcceptOptions, InitState), Rejection> + Send + Sync>;
 type HttpHandler =
     Arc<dyn Fn(RequestInfo) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> + Send + Sync>;
 type Choose = Arc<dyn Fn(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection> + Send + Sync>;
@@ -838,6 +844,35 @@ impl Route {
         WebSocketRoute::new(handler)
     }
 
+    /// A WebSocket route with an `init` step: `init` sees each upgrade request (after validation,
+    /// the origin policy and the connection limits) and either refuses it with a [`Rejection`]
+    /// (an HTTP status, before anything is upgraded) or accepts it with [`AcceptOptions`] and a
+    /// state of its choosing, which `handler` receives with the WebSocket. A per-connection
+    /// handler object built from the request, or the user an `Authorization` header named, is
+    /// passed this way.
+    ///
+    /// ```
+    /// # use tidings_io::{AcceptOptions, Rejection, Route};
+    /// let route = Route::websocket_with(
+    ///     |req| match req.header("Authorization") {
+    ///         Some(token) => Ok((AcceptOptions::new(), token.to_vec())),
+    ///         None => Err(Rejection::new(401)),
+    ///     },
+    ///     |ws, _info, token: Vec<u8>| async move {
+    ///         let _ = (ws, token);
+    ///     },
+    /// );
+    /// ```
+    pub fn websocket_with<S, I, F, Fut>(init: I, handler: F) -> WebSocketRoute
+    where
+        S: Send + 'static,
+        I: Fn(&UpgradeRequest<'_>) -> Result<(AcceptOptions, S), Rejection> + Send + Sync + 'static,
+        F: Fn(WebSocket, RequestInfo, S) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        WebSocketRoute::with_init(init, handler)
+    }
+
     /// A plain HTTP route: `handler` answers every request on the path (any method) with an
     /// [`HttpResponse`].
     pub fn http<F, Fut>(handler: F) -> HttpRoute
@@ -855,6 +890,7 @@ pub struct WebSocketRoute {
     handler: WsHandler,
     protocols: Vec<String>,
     choose: Option<Choose>,
+    init: Option<Init>,
 }
 
 impl fmt::Debug for WebSocketRoute {
@@ -862,6 +898,7 @@ impl fmt::Debug for WebSocketRoute {
         f.debug_struct("WebSocketRoute")
             .field("protocols", &self.protocols)
             .field("choose", &self.choose.is_some())
+            .field("init", &self.init.is_some())
             .finish()
     }
 }
@@ -874,9 +911,36 @@ impl WebSocketRoute {
         Fut: Future<Output = ()> + Send + 'static,
     {
         WebSocketRoute {
-            handler: Arc::new(move |ws, info| Box::pin(handler(ws, info))),
+            handler: Arc::new(move |ws, info, _| Box::pin(handler(ws, info))),
             protocols: Vec::new(),
             choose: None,
+            init: None,
+        }
+    }
+
+    /// See [`Route::websocket_with`].
+    pub fn with_init<S, I, F, Fut>(init: I, handler: F) -> Self
+    where
+        S: Send + 'static,
+        I: Fn(&UpgradeRequest<'_>) -> Result<(AcceptOptions, S), Rejection> + Send + Sync + 'static,
+        F: Fn(WebSocket, RequestInfo, S) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: WsHandler = Arc::new(move |ws, info, state: InitState| {
+            match state.downcast::<S>() {
+                Ok(state) => Box::pin(handler(ws, info, *state)),
+                // Unreachable: `init` below is the only producer of the state.
+                Err(_) => Box::pin(async {}),
+            }
+        });
+        let init: Init = Arc::new(move |req| {
+            init(req).map(|(options, state)| (options, Box::new(state) as InitState))
+        });
+        WebSocketRoute {
+            handler,
+            protocols: Vec::new(),
+            choose: None,
+            init: Some(init),
         }
     }
 
@@ -895,6 +959,7 @@ impl WebSocketRoute {
     /// Decides about each request (after validation, the origin policy and the connection
     /// limits): accept with [`AcceptOptions`] (subprotocol, extra headers) or refuse with a
     /// [`Rejection`] (e.g. 401 for missing credentials). Replaces [`protocols`](Self::protocols).
+    /// A route made with [`Route::websocket_with`] decides with its `init` step instead.
     pub fn choose<F>(mut self, choose: F) -> Self
     where
         F: Fn(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection> + Send + Sync + 'static,
@@ -903,18 +968,23 @@ impl WebSocketRoute {
         self
     }
 
-    fn options(&self, req: &UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection> {
+    fn options(&self, req: &UpgradeRequest<'_>) -> Result<(AcceptOptions, InitState), Rejection> {
+        if let Some(init) = &self.init {
+            return init(req);
+        }
+        let none = || Box::new(()) as InitState;
         if let Some(choose) = &self.choose {
-            return choose(req);
+            return choose(req).map(|options| (options, none()));
         }
         let offered = req.protocols();
         let pick = offered
             .iter()
             .find(|p| self.protocols.iter().any(|s| s == *p));
-        Ok(match pick {
+        let options = match pick {
             Some(p) => AcceptOptions::new().protocol(*p),
             None => AcceptOptions::new(),
-        })
+        };
+        Ok((options, none()))
     }
 }
 
@@ -1378,6 +1448,7 @@ enum Served {
         info: RequestInfo,
         agreed: Agreed,
         leftover: BytesMut,
+        state: InitState,
     },
 }
 
@@ -1419,10 +1490,11 @@ async fn connection(
             info,
             agreed,
             leftover,
+            state,
         } => {
             let ws = from_transport(io, rt, Role::Server, config, agreed, &leftover);
             registration.set_closer(ws.closer());
-            handler(ws, info).await;
+            handler(ws, info, state).await;
         }
     }
 }
@@ -1531,11 +1603,16 @@ async fn answer(
             }
         }
         RouteKind::WebSocket(route) => {
+            let mut state = None;
             let decision = decide(
                 &buf,
                 config,
                 || shared.admit(peer.ip()),
-                |req| route.options(req),
+                |req| {
+                    let (options, init) = route.options(req)?;
+                    state = Some(init);
+                    Ok(options)
+                },
             );
             match decision {
                 Decision::Refuse { response, .. } => {
@@ -1556,6 +1633,7 @@ async fn answer(
                         info,
                         agreed,
                         leftover,
+                        state: state.unwrap_or_else(|| Box::new(())),
                     };
                     Ok(Some((served, admitted)))
                 }

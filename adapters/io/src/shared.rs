@@ -171,6 +171,9 @@ impl Shared {
             write_high_water: config.write_high_water,
             read_high_water: config.read_high_water,
             write_timeout: config.write_timeout,
+            written_total: 0,
+            outbox_ends: VecDeque::new(),
+            outbox_flush: false,
         };
         Arc::new(Shared {
             state: Mutex::new(state),
@@ -206,6 +209,27 @@ impl Shared {
 
     pub(crate) fn abandoned(&self) -> bool {
         self.handles.load(Ordering::Acquire) == 0
+    }
+
+    /// Starts the close handshake from outside the tasks that use the connection (a [`Closer`],
+    /// an [`Outbox`]); `false` if it was already closing or gone.
+    ///
+    /// [`Closer`]: crate::Closer
+    /// [`Outbox`]: crate::Outbox
+    pub(crate) fn close_from_outside(
+        &self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<bool, crate::Error> {
+        let mut st = self.lock();
+        if !st.conn.is_open() || st.transport_gone() {
+            return Ok(false);
+        }
+        let now = st.now();
+        st.conn.close(now, code, reason)?;
+        st.progress_output();
+        st.note_deadline();
+        Ok(true)
     }
 }
 
@@ -258,6 +282,14 @@ pub(crate) struct State {
     write_high_water: usize,
     read_high_water: usize,
     write_timeout: Option<Duration>,
+    /// Output bytes written (or discarded with the transport) since the connection started.
+    written_total: u64,
+    /// Where each message queued through an [`Outbox`](crate::Outbox) ends, counted like
+    /// `written_total`: the ones not yet written are the outbox's occupancy.
+    outbox_ends: VecDeque<u64>,
+    /// Outbox messages were queued and the driver was woken to write them: until the output is
+    /// all written, further ones need no wake.
+    outbox_flush: bool,
 }
 
 impl State {
@@ -483,6 +515,7 @@ impl State {
             let Some(io) = io.as_mut() else {
                 let queued = conn.queued_bytes();
                 conn.advance_transmit(queued);
+                self.written_total += queued as u64;
                 return Poll::Ready(());
             };
             let mut cx = Context::from_waker(&self.write_waker);
@@ -511,6 +544,7 @@ impl State {
                 }
                 Poll::Ready(Ok(written)) => {
                     conn.advance_transmit(written);
+                    self.written_total += written as u64;
                     self.unflushed = true;
                     self.stalled_since = None;
                 }
@@ -569,6 +603,7 @@ impl State {
     pub(crate) fn progress_output(&mut self) {
         if self.poll_flush_out().is_ready() {
             self.deferred = false;
+            self.outbox_flush = false;
         }
         let _ = self.poll_close_transport();
     }
@@ -603,6 +638,7 @@ impl State {
         }
         let queued = self.conn.queued_bytes();
         self.conn.advance_transmit(queued);
+        self.written_total += queued as u64;
         let now = self.rt.now();
         self.conn.receive_eof(now);
         self.release_transport();
@@ -678,6 +714,63 @@ impl State {
         }
     }
 
+    // ---- the outbox --------------------------------------------------------------------------
+
+    /// Messages queued through an outbox that are not completely written yet.
+    pub(crate) fn outbox_len(&mut self) -> usize {
+        while self
+            .outbox_ends
+            .front()
+            .is_some_and(|&end| end <= self.written_total)
+        {
+            self.outbox_ends.pop_front();
+        }
+        self.outbox_ends.len()
+    }
+
+    /// Records that a message just queued through an outbox ends at the current end of the
+    /// output.
+    pub(crate) fn note_outbox_message(&mut self) {
+        let end = self.written_total + self.conn.queued_bytes() as u64;
+        self.outbox_ends.push_back(end);
+    }
+
+    /// Gets queued outbox messages written: by the driver (woken once per batch: messages queued
+    /// before it runs leave in one write), or right here with `inline`.
+    pub(crate) fn flush_outbox(&mut self, inline: bool) {
+        if inline {
+            self.progress_output();
+        } else if !self.outbox_flush {
+            self.outbox_flush = true;
+            self.driver.wake();
+        }
+    }
+
+    /// The I/O settings a [`Config`] set on this connection (the handshake ones are not kept).
+    pub(crate) fn config(&self) -> Config {
+        Config::default()
+            .core(self.conn.config().clone())
+            .write_timeout(self.write_timeout)
+            .write_high_water(self.write_high_water)
+            .read_high_water(self.read_high_water)
+    }
+
+    /// Applies `config`'s limits and timers to the live connection.
+    pub(crate) fn set_config(&mut self, config: &Config) {
+        let now = self.rt.now();
+        self.conn.set_config(config.core.clone(), now);
+        self.write_timeout = config.write_timeout;
+        self.write_high_water = config.write_high_water;
+        self.read_high_water = config.read_high_water;
+        if self.write_timeout.is_none() {
+            self.stalled_since = None;
+        }
+        // The driver's timer follows the new deadlines (an earlier one wakes it now; a later one
+        // lets it fire early once and be set again).
+        self.armed = None;
+        self.note_deadline();
+    }
+
     // ---- pings ------------------------------------------------------------------------------
 
     /// Queues a ping with a fresh payload and remembers it.
@@ -739,8 +832,8 @@ impl State {
         }
         if self.held(now) {
             // The application is handling a message: leave input and the batch it is writing
-            // to it; write only what the driver's own timers queued.
-            if !self.deferred {
+            // to it; write only what the driver's own timers and the outbox queued.
+            if !self.deferred || self.outbox_flush {
                 self.progress_output();
             }
         } else {

@@ -7,10 +7,10 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tidings_core::{CloseCode, CloseOutcome, Event, Message};
+use tidings_core::{CloseCode, CloseOutcome, EncodedFrame, Event, Message};
 
-use crate::Error;
 use crate::shared::Shared;
+use crate::{Config, Error, Outbox, OutboxLimits};
 
 // ---- engine steps on the shared state -------------------------------------------------------
 
@@ -90,12 +90,18 @@ fn closed_error(st: &crate::shared::State) -> Error {
     }
 }
 
+/// What a send queues: a message encoded for this connection, or a frame encoded once for many.
+enum Outgoing {
+    Message(Message),
+    Encoded(EncodedFrame),
+}
+
 /// The writer's step: waits below the write high-water mark, then queues `message` (if any).
 fn poll_send(
     shared: &Shared,
     cx: &mut Context<'_>,
     registered: &mut bool,
-    message: &mut Option<Message>,
+    message: &mut Option<Outgoing>,
 ) -> Poll<Result<(), Error>> {
     let mut st = shared.lock();
     if *registered {
@@ -119,10 +125,12 @@ fn poll_send(
             return Poll::Ready(Err(closed_error(&st)));
         }
     }
-    if let Some(message) = message.take() {
-        st.conn.send(message)?;
-        st.after_send();
+    match message.take() {
+        Some(Outgoing::Message(message)) => st.conn.send(message)?,
+        Some(Outgoing::Encoded(frame)) => st.conn.send_encoded(&frame)?,
+        None => return Poll::Ready(Ok(())),
     }
+    st.after_send();
     Poll::Ready(Ok(()))
 }
 
@@ -192,18 +200,10 @@ impl Closer {
     ///
     /// [`Error::Local`] for a code that may not be sent or a reason longer than 123 bytes.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<bool, Error> {
-        let Some(shared) = self.0.upgrade() else {
-            return Ok(false);
-        };
-        let mut st = shared.lock();
-        if !st.conn.is_open() || st.transport_gone() {
-            return Ok(false);
+        match self.0.upgrade() {
+            Some(shared) => shared.close_from_outside(code, reason),
+            None => Ok(false),
         }
-        let now = st.now();
-        st.conn.close(now, code, reason)?;
-        st.progress_output();
-        st.note_deadline();
-        Ok(true)
     }
 
     /// Whether the connection is over (or all its handles are gone).
@@ -248,7 +248,7 @@ pub struct WriteHalf {
     handle: Handle,
     registered: bool,
     /// A message accepted by `Sink::start_send`-style callers but not queued yet.
-    pending: Option<Message>,
+    pending: Option<Outgoing>,
 }
 
 /// A WebSocket connection over one of the runtime adapters.
@@ -345,6 +345,33 @@ impl WebSocket {
     /// message and writes it (see [`WriteHalf::send`]).
     pub async fn send(&mut self, message: Message) -> Result<(), Error> {
         self.write.send(message).await
+    }
+
+    /// Sends a frame encoded once for many connections; see [`WriteHalf::send_encoded`].
+    pub async fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.write.send_encoded(frame).await
+    }
+
+    /// A bounded, non-blocking sender into this connection's output, for broadcasts: see
+    /// [`Outbox`].
+    pub fn outbox(&self, limits: OutboxLimits) -> Outbox {
+        self.write.outbox(limits)
+    }
+
+    /// See [`WriteHalf::accepts_deflated`].
+    pub fn accepts_deflated(&self, window_bits: u8) -> bool {
+        self.write.accepts_deflated(window_bits)
+    }
+
+    /// The limits and timers in force; see [`WriteHalf::config`].
+    pub fn config(&self) -> Config {
+        self.write.config()
+    }
+
+    /// Applies `config`'s limits and timers to this live connection; see
+    /// [`WriteHalf::set_config`].
+    pub fn set_config(&self, config: &Config) {
+        self.write.set_config(config);
     }
 
     /// Sends a text message.
@@ -465,8 +492,49 @@ impl WriteHalf {
     /// Errors: [`Error::Local`] for misuse (closing, too large, invalid close code…),
     /// [`Error::Io`] if the transport failed.
     pub async fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.pending = Some(message);
+        self.pending = Some(Outgoing::Message(message));
         SendFuture { half: self }.await
+    }
+
+    /// Sends a frame encoded once for many connections ([`EncodedFrame::new`], or
+    /// [`EncodedFrame::with_deflate`] to compress it once): a server connection queues its shared
+    /// bytes without copying (the compressed form where this connection's permessage-deflate can
+    /// take it), a client connection masks a copy. Waits like [`send`](Self::send).
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Self::send).
+    pub async fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.pending = Some(Outgoing::Encoded(frame.clone()));
+        SendFuture { half: self }.await
+    }
+
+    /// A bounded, non-blocking sender into this connection's output, for broadcasts: see
+    /// [`Outbox`].
+    pub fn outbox(&self, limits: OutboxLimits) -> Outbox {
+        Outbox::new(self.handle.0.clone(), limits)
+    }
+
+    /// Whether [`send_encoded`](Self::send_encoded) and [`Outbox::try_send_encoded`] send the
+    /// compressed form of a frame compressed once with a `window_bits` window
+    /// ([`EncodedFrame::with_deflate`]): this is a server connection whose permessage-deflate
+    /// has no context takeover and a window at least that large.
+    pub fn accepts_deflated(&self, window_bits: u8) -> bool {
+        self.handle.0.lock().conn.accepts_deflated(window_bits)
+    }
+
+    /// The limits and timers in force on this connection, as a [`Config`] (the handshake
+    /// settings, which no longer apply, are the defaults).
+    pub fn config(&self) -> Config {
+        self.handle.0.lock().config()
+    }
+
+    /// Applies `config`'s limits and timers to this live connection (message and frame size
+    /// limits, ping interval, pong, idle, write and close timeouts, high-water marks): for
+    /// example a hub's own settings on a connection accepted with a server's. The keepalive and
+    /// idle timers restart now.
+    pub fn set_config(&self, config: &Config) {
+        self.handle.0.lock().set_config(config);
     }
 
     /// Sends a text message.

@@ -28,8 +28,9 @@
 //! Each connection spawns one small driver task with `smol::spawn` on smol's global executor (see
 //! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs).
 //!
-//! Features: `json` (default: `send_json`/`recv_json`), `deflate` (default: permessage-deflate,
-//! turned on per connection with `Config::deflate`), `rustls` (`wss://`, TLS accept).
+//! Features: `json` (default: `send_json`/`recv_json`, the hub's JSON router), `deflate`
+//! (default: permessage-deflate, turned on per connection with `Config::deflate`), `hub`
+//! (default: the [`hub`] module — clients, rooms, router, encode-once broadcast), `rustls` (`wss://`, TLS accept).
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -46,6 +47,12 @@ pub use connect::{client, connect, connect_with};
 pub use tidings_io::DeflateConfig;
 pub use tidings_io::{
     AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
-    ConnectOptions, Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role,
-    ServerResponse, UpgradeRequest, WebSocket, WriteHalf, core,
+    ConnectOptions, EncodedFrame, Error, Event, Message, MessageKind, OriginPolicy, Outbox,
+    OutboxError, OutboxLimits, ReadHalf, Rejection, Role, ServerResponse, UpgradeRequest,
+    WebSocket, WriteHalf, core,
 };
+
+/// The hub (feature `hub`, default): clients, rooms, a JSON router and encode-once broadcast —
+/// the runtime-neutral [`tidings_hub`] crate, run on this runtime.
+#[cfg(feature = "hub")]
+pub use tidings_hub as hub;

@@ -28,8 +28,9 @@
 //! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs), so connections must be
 //! created inside a tokio runtime with the time driver enabled (`#[tokio::main]` does both).
 //!
-//! Features: `json` (default: `send_json`/`recv_json`), `deflate` (default: permessage-deflate,
-//! turned on per connection with `Config::deflate`), `rustls` (`wss://`, TLS accept), `hyper`
+//! Features: `json` (default: `send_json`/`recv_json`, the hub's JSON router), `deflate`
+//! (default: permessage-deflate, turned on per connection with `Config::deflate`), `hub`
+//! (default: the [`hub`] module — clients, rooms, router, encode-once broadcast), `rustls` (`wss://`, TLS accept), `hyper`
 //! (upgrade a hyper 1 / axum request).
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,12 @@ pub use connect::{client, connect, connect_with};
 pub use tidings_io::DeflateConfig;
 pub use tidings_io::{
     AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
-    ConnectOptions, Error, Event, Message, MessageKind, OriginPolicy, ReadHalf, Rejection, Role,
-    ServerResponse, UpgradeRequest, WebSocket, WriteHalf, core,
+    ConnectOptions, EncodedFrame, Error, Event, Message, MessageKind, OriginPolicy, Outbox,
+    OutboxError, OutboxLimits, ReadHalf, Rejection, Role, ServerResponse, UpgradeRequest,
+    WebSocket, WriteHalf, core,
 };
+
+/// The hub (feature `hub`, default): clients, rooms, a JSON router and encode-once broadcast —
+/// the runtime-neutral [`tidings_hub`] crate, run on this runtime.
+#[cfg(feature = "hub")]
+pub use tidings_hub as hub;

@@ -42,6 +42,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tidings_bench::procfs::{cpu_seconds, machine_cpu_seconds};
 use tidings_core::ext::deflate::DeflateConfig;
 use tidings_core::ext::{ExtensionConfig, negotiate_client};
 use tidings_core::handshake::{
@@ -278,37 +279,6 @@ struct Measured {
     /// by the hypervisor), in cores: what exceeds `load_cpu + server_cpu` is other work that
     /// competed with the measurement.
     machine_cpu: Option<f64>,
-}
-
-/// Busy CPU time of the whole machine so far, in seconds, from the first line of `/proc/stat`:
-/// everything but idle and iowait.
-fn machine_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
-    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
-    Some(busy as f64 / 100.0)
-}
-
-/// CPU time (user + system, all threads) a process has used so far, in seconds, from
-/// `/proc/PID/stat` (`None` where that is unreadable, e.g. not on Linux).
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let path = match pid {
-        Some(pid) => format!("/proc/{pid}/stat"),
-        None => "/proc/self/stat".into(),
-    };
-    let stat = std::fs::read_to_string(path).ok()?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // USER_HZ, the unit of these fields, is 100 on every Linux ABI that matters here.
-    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Starts the connections, waits out the warmup, measures.

@@ -250,9 +250,38 @@ impl Connection {
         self.extension = Some(extension);
     }
 
+    /// Replaces the configuration of a live connection (a hub applying its own limits and timers
+    /// to a connection accepted elsewhere). The size limits apply to the next frame and message
+    /// checked; the keepalive and idle timers restart from `now` with the new intervals; a pong
+    /// timeout already running keeps its deadline, unless the new configuration has none.
+    pub fn set_config(&mut self, config: Config, now: Instant) {
+        self.config = config;
+        if self.state != State::Open {
+            return;
+        }
+        self.timers.clear(Timer::Keepalive);
+        self.timers.clear(Timer::Idle);
+        if self.config.pong_timeout.is_none() {
+            self.timers.clear(Timer::Pong);
+        }
+        self.arm_receive_timers(now);
+    }
+
     // ----------------------------------------------------------------------------------------
     // Getters
     // ----------------------------------------------------------------------------------------
+
+    /// Whether [`send_encoded`](Self::send_encoded) sends the compressed form of a frame
+    /// compressed once with a `window_bits` window ([`EncodedFrame::with_deflate`]): a server
+    /// whose permessage-deflate compresses without context takeover, with a window at least as
+    /// large (RFC 7692 §7.1.1, §7.1.2).
+    pub fn accepts_deflated(&self, window_bits: u8) -> bool {
+        self.role == Role::Server
+            && self
+                .extension
+                .as_ref()
+                .is_some_and(|e| e.accepts_deflated(window_bits))
+    }
 
     /// This end's role.
     pub fn role(&self) -> Role {

@@ -1,7 +1,7 @@
 //! Unit tests of the connection's extension hook and internal invariants. The full scenario and
 //! property suites live in the `tidings-tests` crate.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -434,4 +434,40 @@ fn input_needed_counts_down_the_rest_of_a_buffered_frame() {
     streaming.receive(now, &wire[..108]);
     while streaming.poll_event().is_some() {}
     assert_eq!(streaming.input_needed(), 0);
+}
+
+#[test]
+fn set_config_restarts_keepalive_and_applies_new_limits() {
+    let t0 = Instant::now();
+    let mut conn = Connection::server(Config::default(), t0);
+    assert_eq!(conn.poll_timeout(), None, "no timers by default");
+    let t1 = t0 + Duration::from_secs(3);
+    let config = Config::default()
+        .keepalive_interval(Some(Duration::from_secs(10)))
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .max_message_size(Some(4));
+    conn.set_config(config, t1);
+    assert_eq!(conn.poll_timeout(), Some(t1 + Duration::from_secs(10)));
+    // The keepalive fires from the new interval.
+    conn.handle_timeout(t1 + Duration::from_secs(10));
+    let mut out = Vec::new();
+    conn.poll_transmit(&mut out);
+    assert_eq!(out[0], 0x89, "a ping was sent: {out:02x?}");
+    // The new message limit applies: a 5-byte masked text fails with 1009.
+    conn.receive(t1, &[0x81, 0x85, 0, 0, 0, 0, b'h', b'e', b'l', b'l', b'o']);
+    match conn.poll_event() {
+        Some(Event::Closed(outcome)) => {
+            let error = outcome.error.expect("an error");
+            assert_eq!(error.close_code(), Some(CloseCode::MESSAGE_TOO_BIG));
+        }
+        other => panic!("expected a 1009 close, got {other:?}"),
+    }
+    // Removing the timers removes the deadlines.
+    let mut conn = Connection::server(
+        Config::default().keepalive_interval(Some(Duration::from_secs(1))),
+        t0,
+    );
+    assert!(conn.poll_timeout().is_some());
+    conn.set_config(Config::default(), t1);
+    assert_eq!(conn.poll_timeout(), None);
 }
