@@ -199,8 +199,13 @@ impl Client {
         self.0.gone.store(true, Ordering::Release);
     }
 
-    pub(crate) fn hub(&self) -> Result<Arc<HubInner>, HubError> {
+    pub(crate) fn hub_inner(&self) -> Result<Arc<HubInner>, HubError> {
         self.0.hub.upgrade().ok_or(HubError::HubClosed)
+    }
+
+    /// The hub the client belongs to (for a handler that broadcasts), while the hub exists.
+    pub fn hub(&self) -> Option<crate::Hub> {
+        self.0.hub.upgrade().map(|inner| crate::Hub { inner })
     }
 
     // ---- sending --------------------------------------------------------------------------
@@ -348,7 +353,7 @@ impl Client {
     /// [`HubError::HubClosed`], or [`HubError::ConnectionClosed`] once the client has left the
     /// hub.
     pub fn join(&self, room: &str) -> Result<bool, HubError> {
-        self.hub()?.join(room, self)
+        self.hub_inner()?.join(room, self)
     }
 
     /// Leaves `room`; returns whether the client was in it. A room left empty is deleted unless
@@ -358,17 +363,18 @@ impl Client {
     ///
     /// [`HubError::HubClosed`] if the hub is gone.
     pub fn leave(&self, room: &str) -> Result<bool, HubError> {
-        Ok(self.hub()?.leave(room, &self.0.id))
+        Ok(self.hub_inner()?.leave(room, &self.0.id))
     }
 
     /// Whether the client is in `room`.
     pub fn in_room(&self, room: &str) -> bool {
-        self.hub().is_ok_and(|hub| hub.in_room(room, &self.0.id))
+        self.hub_inner()
+            .is_ok_and(|hub| hub.in_room(room, &self.0.id))
     }
 
     /// The rooms the client is in, sorted by name.
     pub fn rooms(&self) -> Vec<String> {
-        self.hub()
+        self.hub_inner()
             .map(|hub| hub.client_rooms(&self.0.id))
             .unwrap_or_default()
     }

@@ -52,7 +52,9 @@ impl HubError {
     pub fn is_close_error(&self) -> bool {
         match self {
             HubError::ConnectionClosed { .. } | HubError::SlowClient => true,
-            HubError::WebSocket(e) => e.is_closed() || matches!(e, tidings_io::Error::Connection(_)),
+            HubError::WebSocket(e) => {
+                e.is_closed() || matches!(e, tidings_io::Error::Connection(_))
+            }
             _ => false,
         }
     }
@@ -109,7 +111,9 @@ impl fmt::Display for HubError {
             } => write!(f, "connection closed ({})", outcome.code.as_u16()),
             HubError::HubClosed => f.write_str("hub closed"),
             HubError::RoomNotFound(room) => write!(f, "room not found: {room}"),
-            HubError::DuplicateClient(id) => write!(f, "a client with ID {id} is already connected"),
+            HubError::DuplicateClient(id) => {
+                write!(f, "a client with ID {id} is already connected")
+            }
             HubError::ExpectedText => f.write_str("expected a text message, got binary"),
             HubError::ExpectedBinary => f.write_str("expected a binary message, got text"),
             HubError::SlowClient => {

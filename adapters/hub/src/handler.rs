@@ -291,7 +291,11 @@ impl Hub {
     ///
     /// [`HubError::HubClosed`] (the WebSocket is then dropped, which closes it with 1001),
     /// [`HubError::DuplicateClient`].
-    pub fn attach(&self, ws: WebSocket, options: ClientOptions) -> Result<(Client, Incoming), HubError> {
+    pub fn attach(
+        &self,
+        ws: WebSocket,
+        options: ClientOptions,
+    ) -> Result<(Client, Incoming), HubError> {
         let client = self.inner.register(&ws, options)?;
         let (read, write) = ws.split();
         let incoming = Incoming {
@@ -312,7 +316,11 @@ impl Hub {
     ///
     /// As for [`attach`](Self::attach); [`HubError::WebSocket`] when the connection failed
     /// (protocol error, timeout, transport error).
-    pub async fn serve<H: Handler>(&self, ws: WebSocket, admission: Admission<H>) -> Result<(), HubError> {
+    pub async fn serve<H: Handler>(
+        &self,
+        ws: WebSocket,
+        admission: Admission<H>,
+    ) -> Result<(), HubError> {
         let Admission {
             handler, options, ..
         } = admission;
@@ -330,7 +338,8 @@ impl Hub {
                 break;
             };
             if let Err(e) = handler.on_message(&client, message).await {
-                self.inner.handler_error(&client, HubError::Handler(e), None);
+                self.inner
+                    .handler_error(&client, HubError::Handler(e), None);
             }
         }
         Ok(())
@@ -342,7 +351,12 @@ impl Hub {
     /// # Errors
     ///
     /// As for [`serve`](Self::serve).
-    pub async fn run<F, Fut>(&self, ws: WebSocket, options: ClientOptions, on_message: F) -> Result<(), HubError>
+    pub async fn run<F, Fut>(
+        &self,
+        ws: WebSocket,
+        options: ClientOptions,
+        on_message: F,
+    ) -> Result<(), HubError>
     where
         F: FnMut(Client, Message) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send,

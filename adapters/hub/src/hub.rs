@@ -12,10 +12,10 @@ use bytes::Bytes;
 use tidings_core::{CloseCode, EncodedFrame, Message, Utf8Bytes};
 use tidings_io::{Config, OutboxError, OutboxLimits, WebSocket};
 
+use crate::HubError;
 use crate::backend::{Backend, Broadcast, InProcess, Node, Payload, Presence, Target};
 use crate::client::{Client, ClientOptions, lock};
 use crate::id::{ClientId, random_hex};
-use crate::HubError;
 
 // ---- configuration --------------------------------------------------------------------------
 
@@ -502,10 +502,7 @@ impl HubInner {
         let mut changes = Changes::default();
         let left = {
             let mut st = self.write();
-            let left = st
-                .clients
-                .get_mut(id)
-                .is_some_and(|m| m.rooms.remove(room));
+            let left = st.clients.get_mut(id).is_some_and(|m| m.rooms.remove(room));
             if left {
                 remove_from_room(&mut st, room, id, &mut changes);
             }
@@ -826,9 +823,7 @@ impl Hub {
 
     /// The room named `name`, if it exists on this node.
     pub fn get_room(&self, name: &str) -> Option<Room> {
-        self.inner
-            .has_room(name)
-            .then(|| self.room_handle(name))
+        self.inner.has_room(name).then(|| self.room_handle(name))
     }
 
     fn room_handle(&self, name: &str) -> Room {
@@ -891,7 +886,10 @@ impl Hub {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Broadcaster::new(self, Target::Rooms(rooms.into_iter().map(Into::into).collect()))
+        Broadcaster::new(
+            self,
+            Target::Rooms(rooms.into_iter().map(Into::into).collect()),
+        )
     }
 
     /// Sends `message` to every client: shorthand for `to_all().send(message)`.
@@ -997,7 +995,11 @@ impl<'a> Broadcaster<'a> {
     ///
     /// As for [`json`](Self::json).
     #[cfg(feature = "json")]
-    pub fn event<T: serde::Serialize + ?Sized>(self, name: &str, data: &T) -> Result<usize, HubError> {
+    pub fn event<T: serde::Serialize + ?Sized>(
+        self,
+        name: &str,
+        data: &T,
+    ) -> Result<usize, HubError> {
         let data = serde_json::to_string(data)?;
         self.payload(Payload::Event {
             name: name.to_owned(),

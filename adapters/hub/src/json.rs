@@ -280,8 +280,7 @@ impl Router {
             let handler = handler.clone();
             let name = name.clone();
             async move {
-                let payload =
-                    parsed.map_err(|e| format!("invalid payload for {name}: {e}"))?;
+                let payload = parsed.map_err(|e| format!("invalid payload for {name}: {e}"))?;
                 handler(client, msg, payload).await
             }
         })
@@ -301,16 +300,16 @@ impl Router {
     /// Handles one message from `client`: parses it, runs its handler, and reports any error
     /// (the hub's error hooks, then the error reply).
     pub async fn dispatch(&self, client: &Client, message: Message) {
-        let Ok(hub) = client.hub() else {
+        let Ok(hub) = client.hub_inner() else {
             return;
         };
         let envelope = match Envelope::from_message(&message) {
             Ok(envelope) => envelope,
             Err(e) => {
                 let e = match e {
-                    HubError::ExpectedText => HubError::Handler(
-                        "binary messages are not accepted: send JSON text".into(),
-                    ),
+                    HubError::ExpectedText => {
+                        HubError::Handler("binary messages are not accepted: send JSON text".into())
+                    }
                     other => other,
                 };
                 hub.handler_error(client, e, None);
@@ -363,7 +362,8 @@ mod tests {
 
     #[test]
     fn envelope_round_trips_and_keeps_the_raw_text() {
-        let text = Utf8Bytes::from(r#"{"type":"chat","payload":{"room":"r","text":"hi"},"id":"req-1"}"#);
+        let text =
+            Utf8Bytes::from(r#"{"type":"chat","payload":{"room":"r","text":"hi"},"id":"req-1"}"#);
         let env = Envelope::parse(&text).expect("an envelope");
         assert_eq!(env.kind(), "chat");
         assert_eq!(env.id(), Some(&Value::from("req-1")));
@@ -378,7 +378,10 @@ mod tests {
         // Optional fields.
         let bare = Envelope::parse(&Utf8Bytes::from(r#"{"type":"ping"}"#)).expect("envelope");
         assert!(bare.payload().is_none() && bare.id().is_none());
-        assert_eq!(serde_json::to_string(&bare).expect("json"), r#"{"type":"ping"}"#);
+        assert_eq!(
+            serde_json::to_string(&bare).expect("json"),
+            r#"{"type":"ping"}"#
+        );
         // Not envelopes.
         for bad in [r#"{"payload":1}"#, r#"[1]"#, "nope", r#"{"type":3}"#] {
             assert!(Envelope::parse(&Utf8Bytes::from(bad)).is_err(), "{bad}");
@@ -389,7 +392,10 @@ mod tests {
     fn events_and_errors_have_the_documented_shape() {
         let event: Value = serde_json::from_str(&event_text("user_joined", r#"{"user":"a"}"#))
             .expect("valid JSON");
-        assert_eq!(event, serde_json::json!({"type":"user_joined","data":{"user":"a"}}));
+        assert_eq!(
+            event,
+            serde_json::json!({"type":"user_joined","data":{"user":"a"}})
+        );
         let quoted: Value =
             serde_json::from_str(&event_text("a\"b", "1")).expect("names are escaped");
         assert_eq!(quoted["type"], "a\"b");
