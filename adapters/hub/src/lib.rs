@@ -61,27 +61,13 @@
 //!     .bind(addr).await?.serve().await;
 //! ```
 //!
-//! From an axum handler (tidings-tokio, feature `hyper`):
+//! From a hyper or axum handler (tidings-tokio, feature `hyper`), one line with
+//! `tidings_tokio::http::serve_hub`, which runs the factory's `init` on the request hyper parsed,
+//! returns the `101` (or the refusal) and serves the client once hyper hands the connection over:
 //!
 //! ```ignore
 //! async fn ws(State(app): State<App>, mut req: axum::extract::Request) -> axum::response::Response {
-//!     let mut admitted = None;
-//!     let upgrade = tidings_tokio::http::upgrade(&mut req, &app.config, |r| {
-//!         let admission = (app.factory)(r)?;                 // may refuse: 401, 404…
-//!         let accept = admission.get_accept_options().clone();
-//!         admitted = Some(admission);
-//!         Ok(accept)
-//!     });
-//!     match (upgrade, admitted) {
-//!         (Ok((response, upgrade)), Some(admission)) => {
-//!             tokio::spawn(async move {
-//!                 if let Ok(ws) = upgrade.await { let _ = app.hub.serve(ws, admission).await; }
-//!             });
-//!             response
-//!         }
-//!         (Ok((response, _)), None) => response,
-//!         (Err(refused), _) => refused.response,
-//!     }
+//!     tidings_tokio::http::serve_hub(&mut req, &app.config, &app.hub, &app.factory)
 //! }
 //! ```
 //!

@@ -131,6 +131,54 @@ where
     }
 }
 
+/// Runs `req` as a client of `hub`: `factory`'s `init` decides about the request (and may refuse
+/// it with its status) after the engine's checks, the `101` (or the refusal) is returned to send,
+/// and once hyper hands over the connection the client runs with the admitted handler in a
+/// spawned task ([`Hub::serve`](tidings_hub::Hub::serve)). A closed hub answers `503`. From an
+/// axum handler that takes the whole request (`axum::extract::Request`), this is the one line:
+///
+/// ```ignore
+/// async fn ws(State(app): State<App>, mut req: Request) -> Response {
+///     tidings_tokio::http::serve_hub(&mut req, &app.config, &app.hub, &app.factory)
+/// }
+/// ```
+#[cfg(feature = "hub")]
+pub fn serve_hub<B, R, F>(
+    req: &mut Request<B>,
+    config: &Config,
+    hub: &tidings_hub::Hub,
+    factory: &F,
+) -> Response<R>
+where
+    R: From<Bytes>,
+    F: tidings_hub::HandlerFactory,
+{
+    if hub.is_closed() {
+        return to_response(HttpResponse::from(Rejection::new(503).body("hub closed")));
+    }
+    let mut admitted = None;
+    let upgraded = upgrade(req, config, |r| {
+        let admission = factory.init(r)?;
+        let accept = admission.get_accept_options().clone();
+        admitted = Some(admission);
+        Ok(accept)
+    });
+    match upgraded {
+        Ok((response, upgrade)) => {
+            if let Some(admission) = admitted {
+                let hub = hub.clone();
+                tokio::spawn(async move {
+                    if let Ok(ws) = upgrade.await {
+                        let _ = hub.serve(ws, admission).await;
+                    }
+                });
+            }
+            response
+        }
+        Err(refused) => refused.response,
+    }
+}
+
 /// A refused upgrade: the response to send and why.
 pub struct Refused<R> {
     /// The refusal to send (status, headers, a short body).

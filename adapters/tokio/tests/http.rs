@@ -142,3 +142,90 @@ async fn a_request_that_is_not_an_upgrade_gets_the_engine_status() {
     })
     .await;
 }
+
+/// A hub behind hyper through `http::serve_hub`: the factory refuses `/hub?deny` with 401 before
+/// the upgrade; admitted clients are welcomed once registered and get each other's messages.
+#[cfg(feature = "hub")]
+#[tokio::test]
+async fn serve_hub_runs_hyper_upgrades_as_hub_clients_and_refuses_before_the_upgrade() {
+    use tidings_tokio::hub::{Admission, Client, Handler, HandlerError, Hub};
+
+    /// Forwards every message to every other client.
+    struct Forward(Hub);
+
+    impl Handler for Forward {
+        async fn on_message(&mut self, client: &Client, m: Message) -> Result<(), HandlerError> {
+            self.0.to_all().except(client.id()).send(m)?;
+            Ok(())
+        }
+    }
+
+    /// Refuses `?deny`; admits others with a `Forward`.
+    fn factory(
+        hub: Hub,
+    ) -> impl Fn(&UpgradeRequest<'_>) -> Result<Admission<Forward>, Rejection> + Send + Sync + 'static
+    {
+        move |r| {
+            if r.query() == Some("deny") {
+                return Err(Rejection::new(401));
+            }
+            Ok(Admission::new(Forward(hub.clone())))
+        }
+    }
+
+    bounded(async {
+        let hub = Hub::builder()
+            .on_connect(|client| {
+                let _ = client.send_text("welcome");
+            })
+            .build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server_hub = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let hub = server_hub.clone();
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    let response: Response<Full<Bytes>> = tidings_tokio::http::serve_hub(
+                        &mut req,
+                        &Config::default(),
+                        &hub,
+                        &factory(hub.clone()),
+                    );
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        match connect(&format!("ws://{addr}/hub?deny")).await {
+            Err(e) => assert_eq!(e.rejected_status(), Some(401), "{e}"),
+            Ok(_) => panic!("the factory's refusal was upgraded"),
+        }
+        let mut a = connect(&format!("ws://{addr}/hub"))
+            .await
+            .expect("connect a");
+        let mut b = connect(&format!("ws://{addr}/hub"))
+            .await
+            .expect("connect b");
+        for ws in [&mut a, &mut b] {
+            let welcome = ws.recv().await.expect("open").expect("message");
+            assert_eq!(welcome.as_text(), Some("welcome"));
+        }
+        assert_eq!(hub.client_count(), 2);
+        b.send_text("hello from b").await.expect("send");
+        let got = a.recv().await.expect("open").expect("message");
+        assert_eq!(got.as_text(), Some("hello from b"));
+        a.send_text("hello from a").await.expect("send");
+        let got = b.recv().await.expect("open").expect("message");
+        assert_eq!(got.as_text(), Some("hello from a"));
+    })
+    .await;
+}
