@@ -417,7 +417,7 @@ for sc in scenarios:
     cols += ["server CPU", "generator CPU", "other CPU (max)", "rounds used"]
     print("| " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * (len(cols) - 1))
-    saturated = []
+    saturated, unsaturated = [], []
     for s in ran:
         rs = d[s]
         fails = failed[sc][s]
@@ -444,10 +444,12 @@ for sc in scenarios:
         used = f"{len(rs)}" + ("*" if any(contended(r) for r in rs) else "")
         if fails:
             used += f" ({len(fails)} failed)"
-        lcpu = med(rs, "load_cpu")
+        lcpu, scpu = med(rs, "load_cpu"), med(rs, "server_cpu")
         if lcpu is not None and lcpu > 0.9:
             saturated.append(s)
-        cells += [cpu(med(rs, "server_cpu")), cpu(lcpu), cpu(others[-1] if others else None), used]
+        elif scpu is not None and scpu < 0.9:
+            unsaturated.append(s)
+        cells += [cpu(scpu), cpu(lcpu), cpu(others[-1] if others else None), used]
         print("| " + " | ".join(cells) + " |")
     print()
     for s in ran:
@@ -457,6 +459,10 @@ for sc in scenarios:
     if saturated:
         print(f"* generator CPU above 0.9 for {', '.join(saturated)}: the generator, not only the "
               "server, limits the rate; the figure is a lower bound of what the server can do")
+    if unsaturated:
+        print(f"* server CPU below 0.9 for {', '.join(unsaturated)}, the generator's too: neither "
+              "core is saturated, the closed loop bounds the rate (a message completes only when "
+              "its last subscriber has it); a larger WINDOW raises it (bench/README.md, Caveats)")
     if dropped[sc]:
         print(f"* {dropped[sc]} measurement(s) left out: other work took more than {other_max} cores")
     if any(contended(r) for s in ran for r in d[s]):

@@ -238,7 +238,8 @@ pub trait Backend: Send + Sync + 'static {
         local
     }
 
-    /// The rooms with members (or pinned) across nodes, given this node's.
+    /// The rooms across nodes, given this node's (a room exists from its creation or first join
+    /// until its last member leaves, unless pinned).
     fn rooms(&self, local: Vec<String>) -> Vec<String> {
         local
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tidings_core::handshake::{AcceptOptions, UpgradeRequest};
-use tidings_core::{CloseOutcome, Message};
+use tidings_core::{CloseCode, CloseOutcome, Message};
 use tidings_io::{ReadHalf, Rejection, Route, WebSocket, WebSocketRoute, WriteHalf};
 
 use crate::client::{Client, ClientOptions};
@@ -290,13 +290,24 @@ impl Hub {
     /// # Errors
     ///
     /// [`HubError::HubClosed`] (the WebSocket is then dropped, which closes it with 1001),
-    /// [`HubError::DuplicateClient`].
+    /// [`HubError::DuplicateClient`] (the WebSocket is closed with 1008, `duplicate client id`).
     pub fn attach(
         &self,
         ws: WebSocket,
         options: ClientOptions,
     ) -> Result<(Client, Incoming), HubError> {
-        let client = self.inner.register(&ws, options)?;
+        let client = match self.inner.register(&ws, options) {
+            Ok(client) => client,
+            Err(e) => {
+                if matches!(e, HubError::DuplicateClient(_)) {
+                    // Not "going away": the server is fine, the request was not.
+                    let _ = ws
+                        .closer()
+                        .close(CloseCode::POLICY_VIOLATION, "duplicate client id");
+                }
+                return Err(e);
+            }
+        };
         let (read, write) = ws.split();
         let incoming = Incoming {
             read,
@@ -369,6 +380,13 @@ impl Hub {
     /// `tidings_smol::server::Server`) that runs each connection as a client of this hub with a
     /// handler from `factory`. The factory's `init` runs before the upgrade (its refusal is
     /// answered with its status); a closed hub answers `503`.
+    ///
+    /// The client is registered just after the `101` is written, so a broadcast made in that
+    /// instant misses it: a protocol that needs a client to see everything from a point on
+    /// should greet it from `on_connect` (or the hub's connect hook) and have the client wait
+    /// for the greeting. An ID that `init` let through but that is taken by the time the client
+    /// registers (two connections racing with one ID) closes the new connection with 1008
+    /// (`duplicate client id`).
     ///
     /// ```no_run
     /// # #[cfg(feature = "json")] {

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Poll, Waker};
@@ -278,7 +278,8 @@ impl HubBuilder {
             state: RwLock::new(State::default()),
             closed: AtomicBool::new(false),
             deflate_takers: AtomicUsize::new(0),
-            idle: Mutex::new(Vec::new()),
+            reports: Mutex::new(Reports::default()),
+            idle: Mutex::new(IdleWaiters::default()),
         });
         backend.attach(inner.node.clone());
         Hub { inner }
@@ -313,8 +314,17 @@ pub(crate) struct HubInner {
     closed: AtomicBool,
     /// Clients that take broadcasts compressed once.
     deflate_takers: AtomicUsize,
+    /// Backend notifications not yet reported.
+    reports: Mutex<Reports>,
     /// Tasks waiting for the hub to have no clients.
-    idle: Mutex<Vec<Waker>>,
+    idle: Mutex<IdleWaiters>,
+}
+
+/// The wakers of [`Hub::idle`] futures, each removed when its future is dropped.
+#[derive(Default)]
+struct IdleWaiters {
+    next: u64,
+    waiters: HashMap<u64, Waker>,
 }
 
 /// Room changes to report to the backend once the lock is released.
@@ -325,7 +335,18 @@ struct Changes {
     unsubscribe: Vec<String>,
 }
 
+/// Backend notifications waiting to be reported, in the order the changes were made.
+#[derive(Default)]
+struct Reports {
+    queue: std::collections::VecDeque<Changes>,
+    draining: bool,
+}
+
 impl Changes {
+    fn is_empty(&self) -> bool {
+        self.presence.is_empty() && self.subscribe.is_empty() && self.unsubscribe.is_empty()
+    }
+
     fn report(self, backend: &dyn Backend) {
         for room in &self.subscribe {
             backend.subscribe(room);
@@ -412,11 +433,15 @@ impl HubInner {
                     rooms: HashSet::new(),
                 },
             );
+            self.queue_report(Changes {
+                presence: vec![Presence::Connected(id)],
+                ..Changes::default()
+            });
         }
+        self.flush_reports();
         if takes_deflated {
             self.deflate_takers.fetch_add(1, Ordering::Relaxed);
         }
-        self.backend.presence(Presence::Connected(id));
         for hook in &self.hooks.on_connect {
             hook(&client);
         }
@@ -441,18 +466,55 @@ impl HubInner {
                 for room in member.rooms {
                     remove_from_room(&mut st, &room, id, &mut changes);
                 }
+                changes.presence.push(Presence::Disconnected(id.clone()));
             }
+            self.queue_report(std::mem::take(&mut changes));
             st.clients.is_empty()
         };
+        self.flush_reports();
         if client.0.takes_deflated {
             self.deflate_takers.fetch_sub(1, Ordering::Relaxed);
         }
-        changes.presence.push(Presence::Disconnected(id.clone()));
-        changes.report(&*self.backend);
         if empty {
-            for waker in lock(&self.idle).drain(..) {
+            for (_, waker) in lock(&self.idle).waiters.drain() {
                 waker.wake();
             }
+        }
+    }
+
+    /// Queues the backend notifications of a change; called with the state lock held, so the
+    /// queue is in the order the changes were made.
+    fn queue_report(&self, changes: Changes) {
+        if !changes.is_empty() {
+            lock(&self.reports).queue.push_back(changes);
+        }
+    }
+
+    /// Reports the queued notifications to the backend, in order, outside the state lock. One
+    /// caller at a time drains the queue; a change made meanwhile (by another task, or by the
+    /// backend itself from inside a notification) is queued and reported by that drainer after
+    /// the ones before it — so a join racing the last leave of a room ends subscribed.
+    fn flush_reports(&self) {
+        {
+            let mut reports = lock(&self.reports);
+            if reports.draining || reports.queue.is_empty() {
+                return;
+            }
+            reports.draining = true;
+        }
+        // Lets go of the drain if a backend call panics.
+        struct Draining<'a>(&'a Mutex<Reports>);
+        impl Drop for Draining<'_> {
+            fn drop(&mut self) {
+                lock(self.0).draining = false;
+            }
+        }
+        let _draining = Draining(&self.reports);
+        loop {
+            let Some(changes) = lock(&self.reports).queue.pop_front() else {
+                return;
+            };
+            changes.report(&*self.backend);
         }
     }
 
@@ -492,9 +554,10 @@ impl HubInner {
                     client: id.clone(),
                 });
             }
+            self.queue_report(std::mem::take(&mut changes));
             joined
         };
-        changes.report(&*self.backend);
+        self.flush_reports();
         Ok(joined)
     }
 
@@ -506,9 +569,10 @@ impl HubInner {
             if left {
                 remove_from_room(&mut st, room, id, &mut changes);
             }
+            self.queue_report(std::mem::take(&mut changes));
             left
         };
-        changes.report(&*self.backend);
+        self.flush_reports();
         left
     }
 
@@ -580,9 +644,10 @@ impl HubInner {
             if !state.members.is_empty() {
                 changes.unsubscribe.push(room.to_owned());
             }
+            self.queue_report(std::mem::take(&mut changes));
             state.members.len()
         };
-        changes.report(&*self.backend);
+        self.flush_reports();
         Ok(removed)
     }
 
@@ -771,20 +836,11 @@ impl Hub {
 
     /// Resolves once the hub has no clients on this node (at once if it has none now): after
     /// [`close`](Self::close), every client has gone.
-    pub fn idle(&self) -> impl Future<Output = ()> + Send + '_ {
-        poll_fn(move |cx| {
-            {
-                let mut waiters = lock(&self.inner.idle);
-                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    waiters.push(cx.waker().clone());
-                }
-            }
-            if self.inner.read().clients.is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
+    pub fn idle(&self) -> Idle<'_> {
+        Idle {
+            hub: &self.inner,
+            id: None,
+        }
     }
 
     /// Closes the hub: every client is sent close 1001 (going away) and leaves once its
@@ -1014,6 +1070,57 @@ impl<'a> Broadcaster<'a> {
     /// As for [`send`](Self::send).
     pub fn payload(self, payload: Payload) -> Result<usize, HubError> {
         self.hub.inner.publish(self.target, self.except, payload)
+    }
+}
+
+/// The future of [`Hub::idle`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Idle<'a> {
+    hub: &'a HubInner,
+    id: Option<u64>,
+}
+
+impl fmt::Debug for Idle<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idle").finish_non_exhaustive()
+    }
+}
+
+impl Future for Idle<'_> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        {
+            // Registered before the check: a client leaving after it wakes this task.
+            let mut idle = lock(&this.hub.idle);
+            let id = *this.id.get_or_insert_with(|| {
+                idle.next += 1;
+                idle.next
+            });
+            match idle.waiters.get_mut(&id) {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => {
+                    idle.waiters.insert(id, cx.waker().clone());
+                }
+            }
+        }
+        if this.hub.read().clients.is_empty() {
+            if let Some(id) = this.id.take() {
+                lock(&this.hub.idle).waiters.remove(&id);
+            }
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            lock(&self.hub.idle).waiters.remove(&id);
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tidings_core::{Message, Utf8Bytes};
 
 use crate::client::Client;
@@ -22,13 +23,15 @@ use crate::{HandlerError, HubError};
 /// `type` picks the [`Router`] handler; `payload` is parsed into the handler's own type with
 /// [`payload_as`](Self::payload_as); `id` correlates a request with its answer
 /// ([`Client::reply`] copies it). The text it was parsed from is kept
-/// ([`raw`](Self::raw)), so that it can be forwarded exactly as sent.
+/// ([`raw`](Self::raw)), so that it can be forwarded exactly as sent. The payload is kept as
+/// JSON text until a handler asks for it, and an envelope built here serialises its payload in
+/// the payload type's own field order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    payload: Option<Value>,
+    payload: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<Value>,
     #[serde(skip)]
@@ -37,7 +40,10 @@ pub struct Envelope {
 
 impl PartialEq for Envelope {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.payload == other.payload && self.id == other.id
+        self.kind == other.kind
+            && self.payload.as_deref().map(RawValue::get)
+                == other.payload.as_deref().map(RawValue::get)
+            && self.id == other.id
     }
 }
 
@@ -48,10 +54,10 @@ impl Envelope {
     ///
     /// If `payload` cannot be serialised.
     pub fn new<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<Self, serde_json::Error> {
-        let payload = serde_json::to_value(payload)?;
+        let payload = serde_json::value::to_raw_value(payload)?;
         Ok(Envelope {
             kind: kind.to_owned(),
-            payload: (!payload.is_null()).then_some(payload),
+            payload: (payload.get() != "null").then_some(payload),
             id: None,
             raw: None,
         })
@@ -61,7 +67,8 @@ impl Envelope {
     pub fn error(message: &str) -> Self {
         Envelope {
             kind: "error".to_owned(),
-            payload: Some(serde_json::json!({ "message": message })),
+            payload: serde_json::value::to_raw_value(&serde_json::json!({ "message": message }))
+                .ok(),
             id: None,
             raw: None,
         }
@@ -102,9 +109,9 @@ impl Envelope {
         &self.kind
     }
 
-    /// The payload, if any (`null` counts as none).
-    pub fn payload(&self) -> Option<&Value> {
-        self.payload.as_ref()
+    /// The payload as the JSON text it arrived as, if any (`null` counts as none).
+    pub fn payload(&self) -> Option<&RawValue> {
+        self.payload.as_deref()
     }
 
     /// The payload parsed as a `T` (a missing payload is parsed from `null`).
@@ -114,7 +121,7 @@ impl Envelope {
     /// [`HubError::Json`] if it is not a `T`.
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, HubError> {
         Ok(match &self.payload {
-            Some(value) => T::deserialize(value)?,
+            Some(raw) => serde_json::from_str(raw.get())?,
             None => T::deserialize(&Value::Null)?,
         })
     }
@@ -188,10 +195,14 @@ pub(crate) fn event_text(name: &str, data: &str) -> String {
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 type RouteFn = Arc<dyn Fn(Client, Envelope) -> BoxFuture + Send + Sync>;
 
+type ClientHook = Arc<dyn Fn(&Client) + Send + Sync>;
+
 #[derive(Clone, Default)]
 struct Routes {
     by_type: HashMap<String, RouteFn>,
     fallback: Option<RouteFn>,
+    on_connect: Option<ClientHook>,
+    on_disconnect: Option<ClientHook>,
 }
 
 /// Maps a message's `type` to an async handler `(client, envelope)`.
@@ -242,7 +253,7 @@ impl fmt::Debug for Router {
         f.debug_struct("Router")
             .field("types", &types)
             .field("fallback", &self.routes.fallback.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -276,7 +287,10 @@ impl Router {
         let handler = Arc::new(handler);
         let name = kind.to_owned();
         self.on(kind, move |client, msg| {
-            let parsed = msg.payload_as::<T>();
+            let parsed = match &msg.payload {
+                Some(raw) => serde_json::from_str::<T>(raw.get()),
+                None => T::deserialize(&Value::Null),
+            };
             let handler = handler.clone();
             let name = name.clone();
             async move {
@@ -294,6 +308,20 @@ impl Router {
     {
         let route: RouteFn = Arc::new(move |client, msg| Box::pin(handler(client, msg)));
         Arc::make_mut(&mut self.routes).fallback = Some(route);
+        self
+    }
+
+    /// Runs `hook` when a client this router serves is registered, before its first message
+    /// (e.g. to join its starting room and greet it).
+    pub fn on_connect(mut self, hook: impl Fn(&Client) + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.routes).on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` once when a client this router serves is gone, while it is still in its rooms
+    /// (see [`Handler::on_disconnect`]).
+    pub fn on_disconnect(mut self, hook: impl Fn(&Client) + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.routes).on_disconnect = Some(Arc::new(hook));
         self
     }
 
@@ -350,9 +378,21 @@ impl Router {
 }
 
 impl Handler for Router {
+    async fn on_connect(&mut self, client: &Client) {
+        if let Some(hook) = &self.routes.on_connect {
+            hook(client);
+        }
+    }
+
     async fn on_message(&mut self, client: &Client, message: Message) -> Result<(), HandlerError> {
         self.dispatch(client, message).await;
         Ok(())
+    }
+
+    fn on_disconnect(self, client: &Client) {
+        if let Some(hook) = &self.routes.on_disconnect {
+            hook(client);
+        }
     }
 }
 
@@ -386,6 +426,30 @@ mod tests {
         for bad in [r#"{"payload":1}"#, r#"[1]"#, "nope", r#"{"type":3}"#] {
             assert!(Envelope::parse(&Utf8Bytes::from(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn built_envelopes_keep_the_payload_field_order() {
+        #[derive(Serialize)]
+        struct Chat<'a> {
+            room: &'a str,
+            user: &'a str,
+            text: &'a str,
+        }
+        let env = Envelope::new(
+            "chat",
+            &Chat {
+                room: "r",
+                user: "u",
+                text: "t",
+            },
+        )
+        .expect("env");
+        assert_eq!(
+            serde_json::to_string(&env).expect("json"),
+            r#"{"type":"chat","payload":{"room":"r","user":"u","text":"t"}}"#
+        );
+        assert!(Envelope::new("ping", &()).expect("env").payload().is_none());
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //!   [`Hub::route`] turns one into a route of the adapters' server helper.
 //! * **Rooms**: [`Client::join`], [`Client::leave`], [`Client::rooms`], [`Hub::room`] (get or
 //!   create), [`Hub::get_room`], [`Hub::rooms`], [`Room::size`], [`Room::clients`],
-//!   [`Room::delete`]. An empty room goes away unless [pinned](Room::pin); a disconnect leaves
+//!   [`Room::delete`]. A room goes away when its last member leaves, unless
+//!   [pinned](Room::pin) (one made empty by [`Hub::room`] stays until then); a disconnect leaves
 //!   every room.
 //! * **Broadcast** to all, to all but one, to a room, to a set of rooms ([`Hub::to_all`],
 //!   [`Hub::to_room`], [`Hub::to_rooms`], [`Broadcaster::except`]) as text, binary, JSON or an
@@ -94,7 +95,7 @@ pub use backend::{Backend, Broadcast, InProcess, Node, Payload, Presence, Target
 pub use client::{Client, ClientOptions};
 pub use error::{HandlerError, HubError, is_close_error, is_normal_close};
 pub use handler::{Admission, FnHandler, Handler, HandlerFactory, Incoming, handler_fn};
-pub use hub::{Broadcaster, Hub, HubBuilder, HubConfig, Room};
+pub use hub::{Broadcaster, Hub, HubBuilder, HubConfig, Idle, Room};
 pub use id::ClientId;
 #[cfg(feature = "json")]
 pub use json::{Envelope, Event, Router};

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tidings_core::{CloseCode, EncodedFrame, Message};
+use tidings_core::{CloseCode, EncodedFrame, MAX_HEADER_LEN, Message};
 
 use crate::Error;
 use crate::shared::Shared;
@@ -210,7 +210,7 @@ impl Outbox {
         let messages = st.outbox_len();
         let bytes = st.queued_out();
         if messages >= self.limits.messages
-            || (bytes > 0 && bytes + message.len() > self.limits.bytes)
+            || (bytes > 0 && bytes + message.len() + MAX_HEADER_LEN > self.limits.bytes)
         {
             return Err(OutboxError::Full { messages, bytes });
         }

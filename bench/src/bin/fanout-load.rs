@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Against a server that broadcasts every message it receives to every *other* client: connects N
-//! subscribers (at most C handshakes at a time, default 256), then one publisher, which sends
+//! subscribers (at most C handshakes at a time, default 100: below the listen backlog of 128 that
+//! std and mio (so tokio) use, which more connections at once overflow, costing 1 s SYN
+//! retransmissions), then one publisher, which sends
 //! messages of exactly `--size` bytes; every subscriber receives every message. One line of JSON
 //! reports the deliveries per second (messages received by subscribers), the publisher's messages
 //! per second, the latency from the publisher's send to each delivery (p50, p99, p99.9, max), lost
@@ -133,7 +135,7 @@ fn parse_args() -> Result<Args, String> {
     let mut window = 16;
     let mut server_pid = None;
     let mut slow = 0;
-    let mut connect_concurrency = 256;
+    let mut connect_concurrency = 100;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -388,7 +390,12 @@ struct Shared {
     latencies: RefCell<Histogram>,
     /// The first failure of a task, which ends the run.
     error: RefCell<Option<String>>,
-    /// Wakes the publisher when the window moves (or the run ends).
+    /// The publisher's connection, once it is open. Messages are queued and written straight from
+    /// [`advance`](Self::advance), by whichever subscriber completes a message, so the window
+    /// refills without waiting for the publisher's task to be scheduled behind the subscribers'.
+    publisher: RefCell<Option<Publisher>>,
+    /// Wakes the publisher's task: its socket is full (it waits until it is writable), or the run
+    /// is over.
     publisher_wake: Notify,
 }
 
@@ -411,6 +418,7 @@ impl Shared {
             done: Cell::new(false),
             latencies: RefCell::new(Histogram::new()),
             error: RefCell::new(None),
+            publisher: RefCell::new(None),
             publisher_wake: Notify::new(),
         }
     }
@@ -503,7 +511,35 @@ impl Shared {
         if acked != start {
             self.acked.set(acked);
             self.last_progress.set(Instant::now());
-            self.publisher_wake.notify_one();
+            self.publish();
+        }
+    }
+
+    /// Queues the messages the window allows and writes what the socket takes; if the socket is
+    /// full, the publisher's task waits until it is writable. Never waits itself.
+    fn publish(&self) {
+        if self.done.get() {
+            return;
+        }
+        let mut slot = self.publisher.borrow_mut();
+        let Some(publisher) = slot.as_mut() else {
+            return;
+        };
+        let mut sent = self.sent.get();
+        let queued = (|| {
+            while sent < self.acked.get() + self.window {
+                publisher.queue(self.kind, sent)?;
+                sent += 1;
+            }
+            flush(&publisher.stream, &mut publisher.conn)
+        })();
+        self.sent.set(sent);
+        let backlog = publisher.conn.queued_bytes() > 0;
+        drop(slot);
+        match queued {
+            Err(e) => self.fail(format!("publisher: {e}")),
+            Ok(()) if backlog => self.publisher_wake.notify_one(),
+            Ok(()) => {}
         }
     }
 
@@ -951,50 +987,72 @@ async fn receive(
     }
 }
 
-/// The publisher: sends whenever the window allows, until the run is over.
-async fn publisher(shared: Rc<Shared>, stream: TcpStream, mut conn: Connection) {
-    if let Err(e) = publish(&shared, &stream, &mut conn).await {
+/// The publisher's connection and the message it stamps and sends again and again.
+struct Publisher {
+    stream: Rc<TcpStream>,
+    conn: Connection,
+    payload: Vec<u8>,
+}
+
+impl Publisher {
+    /// Queues message `seq`, stamped with the time now.
+    fn queue(&mut self, kind: MessageKind, seq: u64) -> io::Result<()> {
+        write_header(kind, &mut self.payload, seq, nanos(Instant::now()));
+        let queued = match kind {
+            MessageKind::Text => {
+                let text =
+                    std::str::from_utf8(&self.payload).map_err(|e| invalid(e.to_string()))?;
+                self.conn.send_text(text)
+            }
+            MessageKind::Binary => self.conn.send_binary(&self.payload),
+        };
+        queued.map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// The publisher's task: installs the connection, sends the first window, then writes what a
+/// full socket held back and reads what the server sends (nothing is expected), until the run is
+/// over. The window is refilled by [`Shared::advance`].
+async fn publisher(shared: Rc<Shared>, stream: TcpStream, conn: Connection) {
+    let stream = Rc::new(stream);
+    *shared.publisher.borrow_mut() = Some(Publisher {
+        stream: stream.clone(),
+        conn,
+        payload: make_payload(shared.size),
+    });
+    if let Err(e) = drive_publisher(&shared, &stream).await {
         shared.fail(format!("publisher: {e}"));
     }
 }
 
-async fn publish(shared: &Shared, stream: &TcpStream, conn: &mut Connection) -> io::Result<()> {
-    let mut payload = make_payload(shared.size);
+async fn drive_publisher(shared: &Shared, stream: &TcpStream) -> io::Result<()> {
     loop {
         if shared.done.get() {
             return Ok(());
         }
-        while shared.sent.get() < shared.acked.get() + shared.window {
-            let seq = shared.sent.get();
-            write_header(shared.kind, &mut payload, seq, nanos(Instant::now()));
-            let queued = match shared.kind {
-                MessageKind::Text => {
-                    let text = std::str::from_utf8(&payload).map_err(|e| invalid(e.to_string()))?;
-                    conn.send_text(text)
-                }
-                MessageKind::Binary => conn.send_binary(&payload),
-            };
-            queued.map_err(|e| invalid(e.to_string()))?;
-            shared.sent.set(seq + 1);
-        }
-        flush(stream, conn)?;
-        if conn.queued_bytes() > 0 {
-            let ready = stream
-                .ready(Interest::READABLE | Interest::WRITABLE)
-                .await?;
-            if ready.is_readable() || ready.is_read_closed() {
-                read_publisher(stream, conn)?;
-            }
+        shared.publish();
+        let backlog = shared
+            .publisher
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.conn.queued_bytes() > 0);
+        let interest = if backlog {
+            Interest::READABLE | Interest::WRITABLE
         } else {
-            tokio::select! {
-                ready = stream.ready(Interest::READABLE) => {
-                    let ready = ready?;
-                    if ready.is_readable() || ready.is_read_closed() {
-                        read_publisher(stream, conn)?;
+            Interest::READABLE
+        };
+        // No borrow of the publisher is held across the wait: `publish` may run meanwhile.
+        tokio::select! {
+            ready = stream.ready(interest) => {
+                let ready = ready?;
+                if ready.is_readable() || ready.is_read_closed() {
+                    let mut slot = shared.publisher.borrow_mut();
+                    if let Some(publisher) = slot.as_mut() {
+                        read_publisher(stream, &mut publisher.conn)?;
                     }
                 }
-                _ = shared.publisher_wake.notified() => {}
             }
+            _ = shared.publisher_wake.notified() => {}
         }
     }
 }
