@@ -21,7 +21,8 @@
 # 64 B × 1,000 subscribers it is offered tens of KiB per second: the server's socket send buffer
 # holds all of it for minutes, and neither server has anything to do about it).
 #
-# Environment: SERVERS="name ..." (default: tidings-hub tokio-tungstenite-broadcast);
+# Environment: SERVERS="name ..." (default: tidings-hub tokio-tungstenite-broadcast; the variant
+# tidings-hub/inline runs the hub server with --inline, writes from the publisher's task);
 # SCENARIOS="name ..." (names, or `default` for the five above, `all` for all seven; a slow
 # scenario brings in its reference); WARMUP=seconds (default 1); WINDOW=messages in flight
 # (default 16); BASE_PORT (default 20000; every measurement uses the next port, so that the
@@ -141,7 +142,7 @@ load_bin=$root/bench/target/release/fanout-load
 
 # tidings' hub example: used only if it built in this run (a stale binary would measure old code).
 hub_bin=
-if [[ " ${servers[*]} " == *" tidings-hub "* ]]; then
+if [[ " ${servers[*]} " == *" tidings-hub"* ]]; then
   echo "building tidings example hub_fanout_server (release)…" >&2
   if cargo build -q --release --example hub_fanout_server >>"$log" 2>&1; then
     hub_bin=$root/target/release/examples/hub_fanout_server
@@ -152,6 +153,9 @@ fi
 server_cmd() {
   case $1 in
     tidings-hub) [[ -n $hub_bin && -x $hub_bin ]] && echo "$hub_bin" ;;
+    # Variant for checking the design choice: broadcasts written from the sender's task instead of
+    # by each connection's driver task (OutboxLimits::write_inline).
+    tidings-hub/inline) [[ -n $hub_bin && -x $hub_bin ]] && echo "$hub_bin --inline" ;;
     tokio-tungstenite-broadcast) echo "$peer_bin" ;;
   esac
 }
@@ -159,7 +163,7 @@ runnable=()
 for s in "${servers[@]}"; do
   if [[ -n $(server_cmd "$s") ]]; then
     runnable+=("$s")
-  elif [[ $s == tidings-hub ]]; then
+  elif [[ $s == tidings-hub* ]]; then
     warn "skipping tidings-hub: the example hub_fanout_server did not build (see $log)"
   else
     warn "skipping unknown server $s (known: tidings-hub $baseline)"
@@ -295,7 +299,8 @@ measure() {
   local s=$1 port=$2 cmd rc=0 result
   read -r -a cmd <<<"$(server_cmd "$s")"
   echo "== round $r $name $s 127.0.0.1:$port" >>"$log"
-  taskset -c 0 "${cmd[@]}" "127.0.0.1:$port" >>"$log" 2>&1 &
+  # The listen address first (the examples' convention), then any flags of the variant.
+  taskset -c 0 "${cmd[0]}" "127.0.0.1:$port" "${cmd[@]:1}" >>"$log" 2>&1 &
   server_pid=$!
   : >"$out/load.json"
   if wait_port "$port"; then

@@ -11,8 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-WEBSOCKETS_VERSION=15.0.1
-VENV=${TIDINGS_INTEROP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tidings/websockets-$WEBSOCKETS_VERSION-venv}
+. tests/interop/venv.sh
 read -r TOKIO_PORT SMOL_PORT PY_PORT <<<"${TIDINGS_INTEROP_PORTS:-9041 9042 9043}"
 EXAMPLES=target/release/examples
 LOGS=target/interop
@@ -47,20 +46,6 @@ finish() {
   exit $?
 }
 
-# --- venv with websockets --------------------------------------------------------------------------
-setup_venv() {
-  if "$VENV/bin/python" -c "import websockets, sys; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null; then
-    return 0
-  fi
-  local python
-  python=$(command -v python3.11 || command -v python3) || { echo "no python3 found"; return 1; }
-  echo "setting up $VENV ($($python --version))"
-  rm -rf "$VENV" && mkdir -p "$(dirname "$VENV")" &&
-    timeout 120 "$python" -m venv "$VENV" &&
-    timeout 300 "$VENV/bin/pip" install --quiet "websockets==$WEBSOCKETS_VERSION" &&
-    "$VENV/bin/python" -c "import websockets" ||
-    { echo "could not set up the venv (is the package index reachable?)"; return 1; }
-}
 echo "=== venv: websockets $WEBSOCKETS_VERSION"
 setup_venv
 record $? "venv with websockets==$WEBSOCKETS_VERSION ($VENV)"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The hub examples as released binaries, driven by an independent client (Python `websockets`,
+# tests/interop/hub_examples.py): chat (tidings-tokio), game_lobby (tidings-smol) and
+# hub_fanout_server, each started on its own loopback port (9051-9053, override with
+# TIDINGS_HUB_PORTS="a b c"), checked against its documented wire protocol, then stopped with
+# SIGINT (the examples close their hub and exit). Assumes the release examples are built
+# (`cargo build --release --examples`); the venv is the interop one (tests/interop/venv.sh).
+# Logs to target/interop/; exits non-zero if any check failed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+. tests/interop/venv.sh
+read -r CHAT_PORT LOBBY_PORT FANOUT_PORT <<<"${TIDINGS_HUB_PORTS:-9051 9052 9053}"
+EXAMPLES=target/release/examples
+LOGS=target/interop
+mkdir -p "$LOGS"
+PIDS=()
+trap 'for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done' EXIT
+
+setup_venv || exit 1
+failed=0
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+check() { # $1 = example, $2 = port, $3 = check name
+  local ex=$1 port=$2 pid rc=0
+  if port_open "$port"; then echo "FAIL  $ex: port $port in use"; failed=1; return; fi
+  "$EXAMPLES/$ex" "127.0.0.1:$port" >"$LOGS/$ex.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  for _ in $(seq 1 100); do
+    port_open "$port" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  timeout 90 "$VENV/bin/python" tests/interop/hub_examples.py "$3" "$port" || rc=1
+  kill -INT "$pid" 2>/dev/null
+  if ! timeout 10 tail --pid="$pid" -f /dev/null; then
+    echo "$ex did not stop on SIGINT"; kill "$pid" 2>/dev/null; rc=1
+  fi
+  if [ "$rc" -eq 0 ]; then echo "PASS  $ex"; else echo "FAIL  $ex (log: $LOGS/$ex.log)"; cat "$LOGS/$ex.log"; failed=1; fi
+}
+
+check chat "$CHAT_PORT" chat
+check game_lobby "$LOBBY_PORT" game_lobby
+check hub_fanout_server "$FANOUT_PORT" fanout
+exit $failed
