@@ -63,8 +63,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tidings_hub::{
-    Admission, Client, Envelope, Handler, HandlerError, Hub, Message, Rejection, Router,
-    UpgradeRequest,
+    Admission, Client, Envelope, HandlerError, Hub, Rejection, Router, UpgradeRequest,
 };
 use tidings_io::{HttpResponse, RequestInfo, Route};
 
@@ -103,10 +102,7 @@ pub fn routes(hub: &Hub) -> Vec<(&'static str, Route)> {
     let router = router();
     let ws = hub.route(move |req: &UpgradeRequest<'_>| {
         let user = user_name(req.query())?;
-        Ok(Admission::new(ChatHandler {
-            router: router.clone(),
-        })
-        .data(User(user)))
+        Ok(Admission::new(router.clone()).data(User(user)))
     });
     vec![("/", Route::http(page).into()), ("/ws", ws.into())]
 }
@@ -139,42 +135,28 @@ async fn page(info: RequestInfo) -> HttpResponse {
 }
 
 /// The message router: one handler per message type; everything else (malformed JSON, unknown
-/// types, payloads of the wrong shape) the router answers with an error itself.
+/// types, payloads of the wrong shape) the router answers with an error itself. Its hooks join
+/// `general` on connect and announce `user_left` to every room of a client that disconnects.
 fn router() -> Router {
     Router::new()
         .on_typed("join_room", join_room)
         .on_typed("leave_room", leave_room)
         .on_typed("chat", chat)
-}
-
-/// Each connection's handler: the router, plus the automatic join of `general` and the
-/// `user_left` announcements of a disconnect.
-struct ChatHandler {
-    router: Router,
-}
-
-impl Handler for ChatHandler {
-    async fn on_connect(&mut self, client: &Client) {
-        if let Ok(hub) = hub_of(client) {
-            let _ = join(&hub, client, GENERAL);
-        }
-    }
-
-    async fn on_message(&mut self, client: &Client, message: Message) -> Result<(), HandlerError> {
-        self.router.dispatch(client, message).await;
-        Ok(())
-    }
-
-    fn on_disconnect(self, client: &Client) {
-        // The client is still in its rooms here; it leaves them right after.
-        let Ok(hub) = hub_of(client) else { return };
-        for room in client.rooms() {
-            let _ = hub
-                .to_room(&room)
-                .except(client.id())
-                .event("user_left", &Presence::new(client, &room));
-        }
-    }
+        .on_connect(|client| {
+            if let Ok(hub) = hub_of(client) {
+                let _ = join(&hub, client, GENERAL);
+            }
+        })
+        .on_disconnect(|client| {
+            // The client is still in its rooms here; it leaves them right after.
+            let Ok(hub) = hub_of(client) else { return };
+            for room in client.rooms() {
+                let _ = hub
+                    .to_room(&room)
+                    .except(client.id())
+                    .event("user_left", &Presence::new(client, &room));
+            }
+        })
 }
 
 /// `{"room":"r"}`: the payload of `join_room` and `leave_room`.

@@ -43,8 +43,7 @@
 
 use serde::{Deserialize, Serialize};
 use tidings_hub::{
-    Admission, Client, Envelope, Handler, HandlerError, Hub, Message, Rejection, Router,
-    UpgradeRequest,
+    Admission, Client, Envelope, HandlerError, Hub, Rejection, Router, UpgradeRequest,
 };
 use tidings_io::Route;
 
@@ -82,14 +81,11 @@ pub fn routes(hub: &Hub) -> Vec<(&'static str, Route)> {
             return Err(refuse(400, "player_id too long"));
         }
         // A second connection that passes this check at the same moment as the first is
-        // upgraded and then closed by the hub, which refuses the duplicate ID.
+        // upgraded and then closed by the hub with 1008 (`duplicate client id`).
         if players.client(&id).is_some() {
             return Err(refuse(409, "player_id already connected"));
         }
-        Ok(Admission::new(LobbyHandler {
-            router: router.clone(),
-        })
-        .id(id))
+        Ok(Admission::new(router.clone()).id(id))
     });
     vec![("/ws/game", ws.into())]
 }
@@ -110,22 +106,9 @@ fn router() -> Router {
         .fallback(|_client: Client, msg: Envelope| async move {
             Err(format!("unknown command: {}", msg.kind()).into())
         })
-}
-
-/// Each connection's handler: the router, after joining the lobby.
-struct LobbyHandler {
-    router: Router,
-}
-
-impl Handler for LobbyHandler {
-    async fn on_connect(&mut self, client: &Client) {
-        let _ = client.join(LOBBY);
-    }
-
-    async fn on_message(&mut self, client: &Client, message: Message) -> Result<(), HandlerError> {
-        self.router.dispatch(client, message).await;
-        Ok(())
-    }
+        .on_connect(|client| {
+            let _ = client.join(LOBBY);
+        })
 }
 
 /// `{"game_id":"g1"}`.

@@ -16,6 +16,8 @@
 //!   in-memory client/server pair; local errors are predicted exactly, and messages sent over an
 //!   uncorrupted direction arrive intact and in order.
 //! * [`utf8_incremental`]: [`Utf8Validator`] fed in chunks agrees with `std::str::from_utf8`.
+//! * [`hub_envelope`]: the hub's JSON envelope and event text from a peer's message agree with
+//!   serde_json's reading and round-trip.
 //! * [`deflate_inflate`]: permessage-deflate on a client connection under a small message limit
 //!   (the same messages whatever the reads, a tighter limit only refuses, and only what is over
 //!   it, with 1009), and compress/decompress round trips between negotiated instances.
@@ -2393,4 +2395,79 @@ fn deflate_round_trip(flags: u8, limit: usize, params: [u8; 2], chunk_param: u8,
             got.len()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hub_envelope
+// ---------------------------------------------------------------------------------------------
+
+/// The hub's JSON envelope (`tidings_hub::Envelope`, `{"type","payload","id"}`) and event text,
+/// from a peer's message. Input: the message text (bytes that are not UTF-8 are replaced, as a
+/// text frame could not carry them).
+///
+/// Properties: a parsed envelope agrees with serde_json's own reading of the text (an object
+/// whose `type` is that string, the same `payload` — absent for `null` — and `id`); it keeps the
+/// text exactly (`raw`, `to_message`); serialising it and parsing that back gives the same
+/// envelope; a typed reading of the payload as a JSON value agrees. Events built with the text
+/// as their name, and with a parsed payload as their data, are valid JSON of the documented
+/// shape; the error envelope with the text as its message round-trips.
+pub fn hub_envelope(data: &[u8]) {
+    use serde_json::Value;
+    use tidings_hub::{Envelope, Payload, Utf8Bytes};
+
+    let text = String::from_utf8_lossy(data).into_owned();
+    let raw = Utf8Bytes::from(text.clone());
+    if let Ok(envelope) = Envelope::parse(&raw) {
+        let value: Value = serde_json::from_str(&text).expect("an envelope is JSON");
+        let object = value.as_object().expect("an envelope is an object");
+        assert_eq!(
+            object.get("type").and_then(Value::as_str),
+            Some(envelope.kind())
+        );
+        let payload = object.get("payload").filter(|p| !p.is_null());
+        let parsed_payload: Option<Value> = envelope
+            .payload()
+            .map(|p| serde_json::from_str(p.get()).expect("the payload is JSON"));
+        assert_eq!(parsed_payload.as_ref(), payload, "payload");
+        assert_eq!(
+            envelope.id(),
+            object.get("id").filter(|i| !i.is_null()),
+            "id"
+        );
+        assert_eq!(envelope.raw(), Some(&raw), "raw text kept");
+        assert_eq!(envelope.to_message().as_text(), Some(text.as_str()));
+        let as_value: Value = envelope.payload_as().expect("any payload is a Value");
+        assert_eq!(as_value, payload.cloned().unwrap_or(Value::Null));
+        let again = serde_json::to_string(&envelope).expect("serialises");
+        let reparsed = Envelope::parse(&Utf8Bytes::from(again)).expect("its own output parses");
+        assert_eq!(reparsed, envelope, "round trip");
+        if let Some(payload) = payload {
+            let event = Payload::Event {
+                name: envelope.kind().to_owned(),
+                data: serde_json::to_string(payload).expect("serialises"),
+            };
+            let shaped: Value =
+                serde_json::from_str(event.to_message().as_text().expect("an event is text"))
+                    .expect("event text is JSON");
+            assert_eq!(
+                shaped,
+                serde_json::json!({"type": envelope.kind(), "data": payload})
+            );
+        }
+    }
+    let event = Payload::Event {
+        name: text.clone(),
+        data: "null".to_owned(),
+    };
+    let shaped: Value = serde_json::from_str(event.to_message().as_text().expect("text"))
+        .expect("any event name gives valid JSON");
+    assert_eq!(shaped, serde_json::json!({"type": text, "data": null}));
+    let error = Envelope::error(&text);
+    let back = Envelope::parse(&Utf8Bytes::from(
+        serde_json::to_string(&error).expect("json"),
+    ))
+    .expect("the error envelope parses");
+    assert_eq!(back, error);
+    let message: Value = back.payload_as().expect("value");
+    assert_eq!(message, serde_json::json!({"message": text}));
 }

@@ -77,6 +77,11 @@ fn fuzz_seeds_deflate_inflate() {
     run_corpus("deflate_inflate", fuzz::deflate_inflate);
 }
 
+#[test]
+fn fuzz_seeds_hub_envelope() {
+    run_corpus("hub_envelope", fuzz::hub_envelope);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seed generator
 // ---------------------------------------------------------------------------------------------
@@ -804,4 +809,59 @@ fn generate_fuzz_seeds() {
     stateful_seeds();
     utf8_seeds();
     deflate_seeds();
+    hub_envelope_seeds();
+}
+
+/// The chat and game-lobby messages of the examples' docs, and envelopes at the edges of the
+/// format (optional fields, `null`, duplicate keys, escapes, non-string types, not objects).
+fn hub_envelope_seeds() {
+    let mut w = Writer::new("hub_envelope");
+    let seeds: [(&str, &str); 16] = [
+        (
+            "chat",
+            r#"{"type":"chat","payload":{"room":"r","text":"hi"},"id":"req-1"}"#,
+        ),
+        (
+            "join-room",
+            r#"{"type":"join_room","payload":{"room":"general"}}"#,
+        ),
+        (
+            "game-action",
+            r#"{"type":"game_action", "payload":{"move":[1, 2]},"id":"m-1"}"#,
+        ),
+        ("bare", r#"{"type":"leave_game"}"#),
+        (
+            "null-payload-and-id",
+            r#"{"type":"x","payload":null,"id":null}"#,
+        ),
+        (
+            "numeric-id",
+            r#"{"id":7,"type":"x","payload":[1,2.5e3,true]}"#,
+        ),
+        ("duplicate-type", r#"{"type":"a","type":"b"}"#),
+        ("unknown-field", r#"{"type":"a","extra":{"k":"v"}}"#),
+        (
+            "escapes",
+            r#"{"type":"\u00e9\"\\\n","payload":"\ud83d\ude00"}"#,
+        ),
+        ("type-not-string", r#"{"type":3}"#),
+        ("not-object", r#"["type","chat"]"#),
+        ("malformed", r#"{"type":"chat","payload":{"#),
+        ("empty", ""),
+        (
+            "nested-deep",
+            r#"{"type":"d","payload":[[[[[[[[[[{"a":{"b":{"c":[]}}}]]]]]]]]]]}"#,
+        ),
+        (
+            "event-shape",
+            r#"{"type":"user_joined","data":{"user":"alice","room":"r"}}"#,
+        ),
+        (
+            "whitespace",
+            " \t\n{ \"type\" : \"x\" , \"payload\" : { } } \n",
+        ),
+    ];
+    for (name, text) in seeds {
+        w.write(name, text.as_bytes());
+    }
 }

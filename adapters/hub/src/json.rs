@@ -99,6 +99,12 @@ impl Envelope {
     ///
     /// If it is not an envelope.
     pub fn parse(text: &Utf8Bytes) -> Result<Self, serde_json::Error> {
+        // serde reads a struct from a JSON array too (its fields by position); the envelope is
+        // an object only (found by the `hub_envelope` fuzz target).
+        let first = text.as_str().trim_start_matches([' ', '\t', '\n', '\r']);
+        if !first.starts_with('{') && !first.is_empty() {
+            return Err(serde::de::Error::custom("an envelope is a JSON object"));
+        }
         let mut envelope: Envelope = serde_json::from_str(text.as_str())?;
         envelope.raw = Some(text.clone());
         Ok(envelope)
@@ -423,7 +429,13 @@ mod tests {
             r#"{"type":"ping"}"#
         );
         // Not envelopes.
-        for bad in [r#"{"payload":1}"#, r#"[1]"#, "nope", r#"{"type":3}"#] {
+        for bad in [
+            r#"{"payload":1}"#,
+            r#"[1]"#,
+            "nope",
+            r#"{"type":3}"#,
+            r#"["chat",{"a":1},"id"]"#,
+        ] {
             assert!(Envelope::parse(&Utf8Bytes::from(bad)).is_err(), "{bad}");
         }
     }
