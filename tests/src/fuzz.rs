@@ -2405,7 +2405,8 @@ fn deflate_round_trip(flags: u8, limit: usize, params: [u8; 2], chunk_param: u8,
 /// from a peer's message. Input: the message text (bytes that are not UTF-8 are replaced, as a
 /// text frame could not carry them).
 ///
-/// Properties: a parsed envelope agrees with serde_json's own reading of the text (an object
+/// Properties: a parsed envelope agrees with serde_json's own reading of the text (or, where
+/// that fails on a payload string naming no character, reading the payload fails too) (an object
 /// whose `type` is that string, the same `payload` — absent for `null` — and `id`); it keeps the
 /// text exactly (`raw`, `to_message`); serialising it and parsing that back gives the same
 /// envelope; a typed reading of the payload as a JSON value agrees. Events built with the text
@@ -2418,7 +2419,16 @@ pub fn hub_envelope(data: &[u8]) {
     let text = String::from_utf8_lossy(data).into_owned();
     let raw = Utf8Bytes::from(text.clone());
     if let Ok(envelope) = Envelope::parse(&raw) {
-        let value: Value = serde_json::from_str(&text).expect("an envelope is JSON");
+        // The payload is kept as raw JSON text, checked for syntax only: a lone surrogate
+        // escape (`"\ud800"`, grammatical JSON that names no character) passes, and fails when a
+        // handler reads the payload — the same as serde_json's own reading of the whole text.
+        let Ok(value) = serde_json::from_str::<Value>(&text) else {
+            assert!(
+                envelope.payload_as::<Value>().is_err(),
+                "a payload serde_json cannot read is refused when read"
+            );
+            return;
+        };
         let object = value.as_object().expect("an envelope is an object");
         assert_eq!(
             object.get("type").and_then(Value::as_str),

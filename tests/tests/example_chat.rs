@@ -12,76 +12,25 @@
 tidings_tests::runtime_shims!();
 
 /// The client side, runtime-neutral: an async-tungstenite stream of either runtime.
+#[path = "common/json_peer.rs"]
+mod json_peer;
+
 mod peer {
     use std::time::{Duration, SystemTime};
 
     use async_tungstenite::tungstenite::{Error, Message};
-    use futures_util::{Sink, SinkExt, Stream, StreamExt};
-    use serde_json::{Value, json};
+    use futures_util::{Sink, Stream};
 
-    /// One chat client.
-    pub struct Peer<S> {
-        ws: S,
-        /// Who it is, for failure messages.
-        pub name: &'static str,
-        fences: u32,
-    }
+    pub use super::json_peer::{Peer, error, error_message};
+
+    /// The app's answer to the unknown type a fence sends.
+    pub const UNKNOWN: &str = "unknown message type: fence";
+    use serde_json::{Value, json};
 
     impl<S> Peer<S>
     where
         S: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + Unpin,
     {
-        pub fn new(ws: S, name: &'static str) -> Self {
-            Peer {
-                ws,
-                name,
-                fences: 0,
-            }
-        }
-
-        pub async fn send(&mut self, text: impl Into<String>) {
-            let text: String = text.into();
-            self.ws
-                .send(Message::text(text))
-                .await
-                .unwrap_or_else(|e| panic!("{}: send: {e}", self.name));
-        }
-
-        pub async fn send_json(&mut self, value: Value) {
-            self.send(value.to_string()).await;
-        }
-
-        pub async fn send_binary(&mut self, data: &[u8]) {
-            self.ws
-                .send(Message::binary(data.to_vec()))
-                .await
-                .unwrap_or_else(|e| panic!("{}: send: {e}", self.name));
-        }
-
-        /// The next message, which must be text (pings and pongs are skipped).
-        pub async fn recv_text(&mut self) -> String {
-            loop {
-                match self.ws.next().await {
-                    Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    other => panic!("{}: expected a text message, got {other:?}", self.name),
-                }
-            }
-        }
-
-        /// The next message, parsed as JSON.
-        pub async fn recv(&mut self) -> Value {
-            let text = self.recv_text().await;
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", self.name))
-        }
-
-        /// The next message must be `expected`, exactly.
-        pub async fn expect(&mut self, expected: Value) {
-            let got = self.recv().await;
-            assert_eq!(got, expected, "{}: unexpected message", self.name);
-        }
-
         /// The next message must be a `chat` from `user` in `room` with `text`, and a timestamp
         /// of now in RFC 3339.
         pub async fn expect_chat(&mut self, room: &str, user: &str, text: &str) {
@@ -111,45 +60,6 @@ mod peer {
                 self.name
             );
         }
-
-        /// Proves that nothing else was queued to this client: a request that only it is answered
-        /// must get the next message.
-        pub async fn fence(&mut self) {
-            self.fences += 1;
-            let id = format!("fence-{}", self.fences);
-            self.send_json(json!({"type": "fence", "id": id})).await;
-            self.expect(json!({
-                "type": "error",
-                "payload": {"message": "unknown message type: fence"},
-                "id": id,
-            }))
-            .await;
-        }
-
-        /// Closes normally and waits for the server's close frame.
-        pub async fn close(mut self) {
-            self.ws
-                .close()
-                .await
-                .unwrap_or_else(|e| panic!("{}: close: {e}", self.name));
-            while let Some(Ok(_)) = self.ws.next().await {}
-        }
-
-        /// The next message must be a close frame with `code`; then the close handshake is
-        /// completed (reading on sends the reply) and the stream ends.
-        pub async fn expect_close(&mut self, code: u16) {
-            loop {
-                match self.ws.next().await {
-                    Some(Ok(Message::Close(Some(frame)))) => {
-                        assert_eq!(u16::from(frame.code), code, "{}: close code", self.name);
-                        while let Some(Ok(_)) = self.ws.next().await {}
-                        return;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    other => panic!("{}: expected a close frame, got {other:?}", self.name),
-                }
-            }
-        }
     }
 
     pub fn joined(user: &str, room: &str) -> Value {
@@ -158,10 +68,6 @@ mod peer {
 
     pub fn left(user: &str, room: &str) -> Value {
         json!({"type": "user_left", "data": {"user": user, "room": room}})
-    }
-
-    pub fn error(message: &str) -> Value {
-        json!({"type": "error", "payload": {"message": message}})
     }
 
     pub fn join_room(room: &str) -> Value {
@@ -174,16 +80,6 @@ mod peer {
 
     pub fn chat(room: &str, text: &str) -> Value {
         json!({"type": "chat", "payload": {"room": room, "text": text}})
-    }
-
-    /// The message of an error reply without an `id`, which must be its only other field.
-    pub fn error_message(reply: &Value) -> &str {
-        let object = reply.as_object().expect("an object");
-        assert_eq!(object.len(), 2, "{reply}");
-        assert_eq!(reply["type"], "error", "{reply}");
-        let payload = reply["payload"].as_object().expect("a payload object");
-        assert_eq!(payload.len(), 1, "{reply}");
-        payload["message"].as_str().expect("a message")
     }
 }
 
@@ -226,7 +122,7 @@ macro_rules! suite {
                + futures_util::Sink<tungstenite::Message, Error = tungstenite::Error>
                + Unpin> {
             let ws = rt::their_connect(&format!("ws://{addr}/ws{query}")).await;
-            let mut peer = Peer::new(ws, name);
+            let mut peer = Peer::new(ws, name, crate::peer::UNKNOWN);
             peer.expect(joined(user, "general")).await;
             peer
         }

@@ -179,21 +179,7 @@ impl Outbox {
     ///
     /// [`OutboxError::Full`] at a bound, [`OutboxError::Closed`] once the connection is closing.
     pub fn try_send_encoded(&self, frame: &EncodedFrame) -> Result<(), OutboxError> {
-        let mut st = self.shared.lock();
-        if st.transport_gone() || !st.conn.is_open() {
-            return Err(OutboxError::Closed);
-        }
-        let messages = st.outbox_len();
-        let bytes = st.queued_out();
-        if messages >= self.limits.messages
-            || (bytes > 0 && bytes + frame.wire().len() > self.limits.bytes)
-        {
-            return Err(OutboxError::Full { messages, bytes });
-        }
-        st.conn.send_encoded(frame).map_err(refused)?;
-        st.note_outbox_message();
-        st.flush_outbox(self.limits.inline);
-        Ok(())
+        self.try_queue(frame.wire().len(), |conn| conn.send_encoded(frame))
     }
 
     /// Queues `message` like [`try_send_encoded`](Self::try_send_encoded) (it is encoded for this
@@ -203,18 +189,28 @@ impl Outbox {
     ///
     /// As for [`try_send_encoded`](Self::try_send_encoded).
     pub fn try_send(&self, message: Message) -> Result<(), OutboxError> {
+        // The frame header is at most MAX_HEADER_LEN bytes on top of the payload.
+        let len = message.len() + MAX_HEADER_LEN;
+        self.try_queue(len, move |conn| conn.send(message))
+    }
+
+    /// Queues what `send` puts on the connection, `len` bytes at most, unless the outbox is at
+    /// a bound or the connection closing; then gets it written.
+    fn try_queue(
+        &self,
+        len: usize,
+        send: impl FnOnce(&mut tidings_core::Connection) -> Result<(), tidings_core::Error>,
+    ) -> Result<(), OutboxError> {
         let mut st = self.shared.lock();
         if st.transport_gone() || !st.conn.is_open() {
             return Err(OutboxError::Closed);
         }
         let messages = st.outbox_len();
         let bytes = st.queued_out();
-        if messages >= self.limits.messages
-            || (bytes > 0 && bytes + message.len() + MAX_HEADER_LEN > self.limits.bytes)
-        {
+        if messages >= self.limits.messages || (bytes > 0 && bytes + len > self.limits.bytes) {
             return Err(OutboxError::Full { messages, bytes });
         }
-        st.conn.send(message).map_err(refused)?;
+        send(&mut st.conn).map_err(refused)?;
         st.note_outbox_message();
         st.flush_outbox(self.limits.inline);
         Ok(())
