@@ -25,6 +25,7 @@
 # still contended is kept in the CSV but left out of the medians (unless all are contended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 root=$PWD
 rounds=${1:-3}
 secs=${2:-5}
@@ -178,46 +179,6 @@ echo
 echo "round,scenario,server,msgs_per_sec,mib_per_sec,server_cpu,load_cpu,other_cpu,attempts,conns,inflight,size,kind,payload,deflate,wire_out_per_msg,wire_in_per_msg" >"$csv"
 
 port_of() { echo $((base_port + 10 * $1 + $2)); }
-
-# Waits (at most 5 s) until the server accepts on its port; fails if it exits first.
-wait_port() {
-  local port=$1 i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$server_pid" 2>/dev/null || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.05
-  done
-  return 1
-}
-
-# Busy CPU of the whole machine over 0.5 s, in cores (from /proc/stat: all but idle and iowait).
-machine_busy() {
-  local a b
-  a=$(head -n1 /proc/stat)
-  sleep 0.5
-  b=$(head -n1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    split(a, x); split(b, y); busy = 0
-    for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
-    printf "%.2f", busy / 100 / 0.5 }'
-}
-
-# Waits, at most $quiet_wait seconds, until other work on the machine uses less than $other_max
-# cores, so that a measurement does not start in the middle of someone else's build.
-wait_quiet() {
-  local start=$SECONDS busy
-  while :; do
-    busy=$(machine_busy)
-    awk -v o="$busy" -v m="$other_max" 'BEGIN { exit !(o <= m) }' && return 0
-    if ((SECONDS - start >= quiet_wait)); then
-      warn "the machine is still busy ($busy cores) after ${quiet_wait} s; measuring anyway"
-      return 0
-    fi
-    sleep 2
-  done
-}
 
 # One measurement of server $1 on port $2 for the current scenario; sets `row` to the CSV fields
 # from msgs_per_sec to other_cpu and `wire` to wire_out_per_msg,wire_in_per_msg, or both to

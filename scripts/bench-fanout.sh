@@ -33,6 +33,7 @@
 # of the medians (unless all are contended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 root=$PWD
 rounds=${1:-3}
 secs=${2:-5}
@@ -92,12 +93,6 @@ done
 # --- cleanup: never leave a server or a generator running --------------------------------------
 server_pid=
 load_pid=
-# Whether a child process is still running (not exited, not a zombie).
-alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]]
-}
 # SIGTERM, up to 5 s to exit, then SIGKILL.
 stop() {
   local pid=$1 i
@@ -202,46 +197,6 @@ columns=(round scenario server ok stalled deliveries_per_sec msgs_per_sec p50_us
   rss_after_connect_kb rss_end_kb rss_per_sub_bytes rss_max_kb rss_growth_kb server_cpu load_cpu
   other_cpu connect_secs attempts subs slow size kind window port error rss_series_kb)
 (IFS=,; echo "${columns[*]}") >"$csv"
-
-# Waits (at most 5 s) until the server accepts on its port; fails if it exits first.
-wait_port() {
-  local port=$1 i
-  for ((i = 0; i < 100; i++)); do
-    alive "$server_pid" || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.05
-  done
-  return 1
-}
-
-# Busy CPU of the whole machine over 0.5 s, in cores (from /proc/stat: all but idle and iowait).
-machine_busy() {
-  local a b
-  a=$(head -n1 /proc/stat)
-  sleep 0.5
-  b=$(head -n1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    split(a, x); split(b, y); busy = 0
-    for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
-    printf "%.2f", busy / 100 / 0.5 }'
-}
-
-# Waits, at most $quiet_wait seconds, until other work on the machine uses less than $other_max
-# cores, so that a measurement does not start in the middle of someone else's build.
-wait_quiet() {
-  local start=$SECONDS busy
-  while :; do
-    busy=$(machine_busy)
-    awk -v o="$busy" -v m="$other_max" 'BEGIN { exit !(o <= m) }' && return 0
-    if ((SECONDS - start >= quiet_wait)); then
-      warn "the machine is still busy ($busy cores) after ${quiet_wait} s; measuring anyway"
-      return 0
-    fi
-    sleep 2
-  done
-}
 
 # fanout-load's JSON line (in file $1; $2 its exit status, $3 the CSV columns, then the
 # measurement's parameters) as a CSV row (first line of output) and, on a second line,

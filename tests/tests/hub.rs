@@ -15,6 +15,9 @@
 
 tidings_tests::runtime_shims!();
 
+#[path = "common/removals.rs"]
+mod removals;
+
 macro_rules! suite {
     () => {
         use std::collections::{BTreeMap, HashSet};
@@ -43,21 +46,7 @@ macro_rules! suite {
 
         // ---- harness ----------------------------------------------------------------------------
 
-        /// The in-process backend that also reports each client's removal: `Disconnected` is
-        /// reported once the client has left its rooms and the hub's table.
-        struct Removals(Sender<ClientId>);
-
-        impl Backend for Removals {
-            fn publish(&self, broadcast: Broadcast, local: &Node) -> Result<usize, HubError> {
-                Ok(local.deliver(&broadcast))
-            }
-
-            fn presence(&self, change: Presence) {
-                if let Presence::Disconnected(id) = change {
-                    let _ = self.0.try_send(id);
-                }
-            }
-        }
+        use crate::removals::Removals;
 
         /// What a test waits on: the hub's hooks, and the removals its backend hears of.
         struct Watch {

@@ -11,18 +11,18 @@
 
 tidings_tests::runtime_shims!();
 
+#[path = "common/removals.rs"]
+mod removals;
+
 macro_rules! hub_property {
     () => {
         use std::collections::{BTreeMap, BTreeSet};
         use std::time::Duration;
 
         use proptest::prelude::*;
-        use smol::channel::{Receiver, Sender, unbounded};
+        use smol::channel::{Receiver, unbounded};
 
-        use rt::ws::hub::{
-            Admission, Backend, Broadcast, Client, ClientId, Hub, HubError, Message, Node,
-            Presence, handler_fn,
-        };
+        use rt::ws::hub::{Admission, Client, ClientId, Hub, HubError, Message, handler_fn};
         use rt::ws::server::Server;
         use rt::ws::{CloseCode, UpgradeRequest, WebSocket};
 
@@ -63,20 +63,7 @@ macro_rules! hub_property {
             ]
         }
 
-        /// The in-process backend, reporting each client's removal.
-        struct Removals(Sender<ClientId>);
-
-        impl Backend for Removals {
-            fn publish(&self, broadcast: Broadcast, local: &Node) -> Result<usize, HubError> {
-                Ok(local.deliver(&broadcast))
-            }
-
-            fn presence(&self, change: Presence) {
-                if let Presence::Disconnected(id) = change {
-                    let _ = self.0.try_send(id);
-                }
-            }
-        }
+        use crate::removals::Removals;
 
         /// One live client: its ID, its socket, and the broadcasts it is due (in order) since
         /// it was last checked.

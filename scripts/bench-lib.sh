@@ -1,0 +1,50 @@
+# Sourced by the end-to-end benchmark scripts (bench-echo.sh, bench-fanout.sh): waiting for a
+# server's port and for a quiet machine. Uses the caller's `server_pid`, `quiet_wait`,
+# `other_max` and `warn`.
+
+# Whether a child process is still running (not exited, not a zombie).
+alive() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# Waits (at most 5 s) until the server accepts on port $1; fails if it exits first.
+wait_port() {
+  local port=$1 i
+  for ((i = 0; i < 100; i++)); do
+    alive "$server_pid" || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  return 1
+}
+
+# Busy CPU of the whole machine over 0.5 s, in cores (from /proc/stat: all but idle and iowait).
+machine_busy() {
+  local a b
+  a=$(head -n1 /proc/stat)
+  sleep 0.5
+  b=$(head -n1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    split(a, x); split(b, y); busy = 0
+    for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
+    printf "%.2f", busy / 100 / 0.5 }'
+}
+
+# Waits, at most $quiet_wait seconds, until other work on the machine uses less than $other_max
+# cores, so that a measurement does not start in the middle of someone else's build.
+wait_quiet() {
+  local start=$SECONDS busy
+  while :; do
+    busy=$(machine_busy)
+    awk -v o="$busy" -v m="$other_max" 'BEGIN { exit !(o <= m) }' && return 0
+    if ((SECONDS - start >= quiet_wait)); then
+      warn "the machine is still busy ($busy cores) after ${quiet_wait} s; measuring anyway"
+      return 0
+    fi
+    sleep 2
+  done
+}
