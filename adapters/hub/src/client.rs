@@ -289,7 +289,8 @@ impl Client {
         kind: &str,
         payload: &T,
     ) -> Result<(), HubError> {
-        let answer = crate::Envelope::new(kind, payload)?.with_id(request.id().cloned());
+        let answer =
+            crate::Envelope::new(kind, payload)?.with_id(request.id().map(ToOwned::to_owned));
         self.send_json(&answer)
     }
 
@@ -304,9 +305,9 @@ impl Client {
     pub fn send_error(
         &self,
         message: &str,
-        id: Option<&serde_json::Value>,
+        id: Option<&serde_json::value::RawValue>,
     ) -> Result<(), HubError> {
-        let envelope = crate::Envelope::error(message).with_id(id.cloned());
+        let envelope = crate::Envelope::error(message).with_id(id.map(ToOwned::to_owned));
         self.send_json(&envelope)
     }
 

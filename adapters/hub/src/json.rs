@@ -33,7 +33,7 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<Value>,
+    id: Option<Box<RawValue>>,
     #[serde(skip)]
     raw: Option<Utf8Bytes>,
 }
@@ -43,7 +43,7 @@ impl PartialEq for Envelope {
         self.kind == other.kind
             && self.payload.as_deref().map(RawValue::get)
                 == other.payload.as_deref().map(RawValue::get)
-            && self.id == other.id
+            && self.id.as_deref().map(RawValue::get) == other.id.as_deref().map(RawValue::get)
     }
 }
 
@@ -74,8 +74,8 @@ impl Envelope {
         }
     }
 
-    /// The same envelope with `id` (or without one).
-    pub fn with_id(mut self, id: Option<Value>) -> Self {
+    /// The same envelope with `id` (or without one): JSON text, as [`id`](Self::id) gives it.
+    pub fn with_id(mut self, id: Option<Box<RawValue>>) -> Self {
         self.id = id;
         self
     }
@@ -132,9 +132,10 @@ impl Envelope {
         })
     }
 
-    /// The request ID, if any (usually a string; any JSON value is kept as sent).
-    pub fn id(&self) -> Option<&Value> {
-        self.id.as_ref()
+    /// The request ID, if any, as the JSON text it was sent as (usually a string; any JSON
+    /// value is kept exactly, so an answer echoes it byte for byte; `null` counts as none).
+    pub fn id(&self) -> Option<&RawValue> {
+        self.id.as_deref()
     }
 
     /// The text this envelope was parsed from, exactly as received.
@@ -356,13 +357,13 @@ impl Router {
             .get(envelope.kind())
             .or(self.routes.fallback.as_ref())
             .cloned();
-        let id = envelope.id().cloned();
+        let id = envelope.id().map(ToOwned::to_owned);
         let result = match route {
             Some(route) => route(client.clone(), envelope).await,
             None => Err(format!("unknown message type: {}", envelope.kind()).into()),
         };
         if let Err(e) = result {
-            hub.handler_error(client, HubError::Handler(e), id.as_ref());
+            hub.handler_error(client, HubError::Handler(e), id.as_deref());
         }
     }
 
@@ -412,7 +413,7 @@ mod tests {
             Utf8Bytes::from(r#"{"type":"chat","payload":{"room":"r","text":"hi"},"id":"req-1"}"#);
         let env = Envelope::parse(&text).expect("an envelope");
         assert_eq!(env.kind(), "chat");
-        assert_eq!(env.id(), Some(&Value::from("req-1")));
+        assert_eq!(env.id().map(RawValue::get), Some(r#""req-1""#));
         assert_eq!(env.raw(), Some(&text));
         #[derive(Deserialize)]
         struct Chat {
@@ -480,7 +481,8 @@ mod tests {
             serde_json::to_value(&typed).expect("json"),
             serde_json::json!({"type":"tick","data":{"clients":2}})
         );
-        let error = Envelope::error("boom").with_id(Some(Value::from(7)));
+        let seven = RawValue::from_string("7".to_owned()).expect("JSON");
+        let error = Envelope::error("boom").with_id(Some(seven));
         assert_eq!(
             serde_json::to_value(&error).expect("json"),
             serde_json::json!({"type":"error","payload":{"message":"boom"},"id":7})

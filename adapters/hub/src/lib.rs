@@ -105,6 +105,6 @@ pub use tidings_io::{OutboxLimits, Rejection, UpgradeRequest};
 
 /// The type of a request's `id` in error replies.
 #[cfg(feature = "json")]
-pub(crate) type IdValue = serde_json::Value;
+pub(crate) type IdValue = serde_json::value::RawValue;
 #[cfg(not(feature = "json"))]
 pub(crate) type IdValue = ();
