@@ -31,7 +31,7 @@
 //!   every room.
 //! * **Broadcast** to all, to all but one, to a room, to a set of rooms ([`Hub::to_all`],
 //!   [`Hub::to_room`], [`Hub::to_rooms`], [`Broadcaster::except`]) as text, binary, JSON or an
-//!   event. **Each broadcast is encoded once**: one [`EncodedFrame`](tidings_core::EncodedFrame)
+//!   event. **Each broadcast is encoded once**: one [`EncodedFrame`]
 //!   whose bytes every recipient's output queue shares (and, with [`HubConfig::deflate`], one
 //!   compression for the clients that negotiated permessage-deflate without context takeover).
 //! * **Bounded outboxes, no task per client**: a broadcast is queued straight into each
