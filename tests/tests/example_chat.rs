@@ -31,6 +31,16 @@ mod peer {
     where
         S: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + Unpin,
     {
+        /// Joins `room` as `user` and takes its own announcement; each of `others`, already in
+        /// it, must get the announcement next.
+        pub async fn join_seen_by(&mut self, user: &str, room: &str, others: &mut [&mut Self]) {
+            self.send_json(join_room(room)).await;
+            self.expect(joined(user, room)).await;
+            for other in others {
+                other.expect(joined(user, room)).await;
+            }
+        }
+
         /// The next message must be a `chat` from `user` in `room` with `text`, and a timestamp
         /// of now in RFC 3339.
         pub async fn expect_chat(&mut self, room: &str, user: &str, text: &str) {
@@ -220,12 +230,9 @@ macro_rules! suite {
                 let mut bob = connect(addr, "?user=bob", "bob", "bob").await;
                 alice.expect(joined("bob", "general")).await;
 
-                alice.send_json(join_room("r")).await;
-                alice.expect(joined("alice", "r")).await;
+                alice.join_seen_by("alice", "r", &mut []).await;
                 // bob is not in r: his next message is his own join, not alice's.
-                bob.send_json(join_room("r")).await;
-                bob.expect(joined("bob", "r")).await;
-                alice.expect(joined("bob", "r")).await;
+                bob.join_seen_by("bob", "r", &mut [&mut alice]).await;
 
                 // The leaver hears its own leave, announced before it leaves.
                 bob.send_json(leave_room("r")).await;
@@ -240,9 +247,7 @@ macro_rules! suite {
                 alice.send_json(leave_room("general")).await;
                 alice.expect(left("alice", "general")).await;
                 bob.expect(left("alice", "general")).await;
-                alice.send_json(join_room("general")).await;
-                alice.expect(joined("alice", "general")).await;
-                bob.expect(joined("alice", "general")).await;
+                alice.join_seen_by("alice", "general", &mut [&mut bob]).await;
 
                 alice.fence().await;
                 bob.fence().await;
@@ -265,11 +270,8 @@ macro_rules! suite {
                 alice.expect(joined("carol", "general")).await;
                 bob.expect(joined("carol", "general")).await;
 
-                alice.send_json(join_room("r")).await;
-                alice.expect(joined("alice", "r")).await;
-                carol.send_json(join_room("r")).await;
-                carol.expect(joined("carol", "r")).await;
-                alice.expect(joined("carol", "r")).await;
+                alice.join_seen_by("alice", "r", &mut []).await;
+                carol.join_seen_by("carol", "r", &mut [&mut alice]).await;
 
                 alice.send_json(chat("r", "secret")).await;
                 alice.expect_chat("r", "alice", "secret").await;
@@ -313,16 +315,10 @@ macro_rules! suite {
                 alice.expect(joined("carol", "general")).await;
                 bob.expect(joined("carol", "general")).await;
 
-                alice.send_json(join_room("r")).await;
-                alice.expect(joined("alice", "r")).await;
-                bob.send_json(join_room("r")).await;
-                bob.expect(joined("bob", "r")).await;
-                alice.expect(joined("bob", "r")).await;
-                alice.send_json(join_room("s")).await;
-                alice.expect(joined("alice", "s")).await;
-                carol.send_json(join_room("s")).await;
-                carol.expect(joined("carol", "s")).await;
-                alice.expect(joined("carol", "s")).await;
+                alice.join_seen_by("alice", "r", &mut []).await;
+                bob.join_seen_by("bob", "r", &mut [&mut alice]).await;
+                alice.join_seen_by("alice", "s", &mut []).await;
+                carol.join_seen_by("carol", "s", &mut [&mut alice]).await;
                 carol.send_json(leave_room("general")).await;
                 carol.expect(left("carol", "general")).await;
                 alice.expect(left("carol", "general")).await;

@@ -38,6 +38,15 @@ mod peer {
                 .await;
         }
 
+        /// Joins `game` and takes the reply; each of `others`, already in it, must be told
+        /// `player_joined` next.
+        pub async fn join_seen_by(&mut self, game: &str, others: &mut [&mut Self]) {
+            self.join(game).await;
+            for other in others {
+                other.expect(player_joined(self.name)).await;
+            }
+        }
+
         /// Sends a chat message.
         pub async fn chat(&mut self, text: &str) {
             self.send_json(json!({"type": "chat", "payload": {"text": text}}))
@@ -67,7 +76,7 @@ macro_rules! suite {
         use serde_json::json;
         use tidings_examples::game_lobby;
 
-        use super::peer::{Peer, chat_from, error, error_message, player_joined, player_left};
+        use super::peer::{Peer, chat_from, error, error_message, player_left};
         use rt::ws::hub::Hub;
         use rt::ws::server::{Server, ShutdownReport};
 
@@ -173,8 +182,7 @@ macro_rules! suite {
                 p1.expect(json!({"type": "joined", "payload": {"game_id": "g1"}, "id": "j1"}))
                     .await;
                 assert_eq!(rooms_of(&hub, "p1"), ["game:g1"]);
-                p2.join("g1").await;
-                p1.expect(player_joined("p2")).await;
+                p2.join_seen_by("g1", &mut [&mut p1]).await;
                 // Not the joiner, not the lobby.
                 p2.fence().await;
                 p3.fence().await;
@@ -212,11 +220,8 @@ macro_rules! suite {
                 let mut p4 = player(addr, "p4").await;
                 let mut p5 = player(addr, "p5").await;
                 p1.join("g1").await;
-                p2.join("g1").await;
-                p1.expect(player_joined("p2")).await;
-                p3.join("g1").await;
-                p1.expect(player_joined("p3")).await;
-                p2.expect(player_joined("p3")).await;
+                p2.join_seen_by("g1", &mut [&mut p1]).await;
+                p3.join_seen_by("g1", &mut [&mut p1, &mut p2]).await;
                 p4.join("g2").await;
 
                 // Odd spacing, key order, number formatting, escapes, an id: all kept.
@@ -259,8 +264,7 @@ macro_rules! suite {
                 let mut p4 = player(addr, "p4").await;
                 let mut p5 = player(addr, "p5").await;
                 p1.join("g1").await;
-                p2.join("g1").await;
-                p1.expect(player_joined("p2")).await;
+                p2.join_seen_by("g1", &mut [&mut p1]).await;
                 p3.join("g2").await;
 
                 p1.chat("gg").await;
@@ -307,15 +311,13 @@ macro_rules! suite {
                 let mut p2 = player(addr, "p2").await;
                 let mut p3 = player(addr, "p3").await;
                 p1.join("g1").await;
-                p2.join("g1").await;
-                p1.expect(player_joined("p2")).await;
+                p2.join_seen_by("g1", &mut [&mut p1]).await;
 
                 // Joining another game leaves the first one, and its others are told.
                 p2.join("g2").await;
                 p1.expect(player_left("p2")).await;
                 assert_eq!(rooms_of(&hub, "p2"), ["game:g2"]);
-                p2.join("g1").await;
-                p1.expect(player_joined("p2")).await;
+                p2.join_seen_by("g1", &mut [&mut p1]).await;
 
                 p1.send_json(json!({"type": "leave_game", "id": "l1"})).await;
                 p1.expect(json!({"type": "left", "payload": {"game_id": "g1"}, "id": "l1"}))
