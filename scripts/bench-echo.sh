@@ -26,19 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
-root=$PWD
-rounds=${1:-3}
-secs=${2:-5}
-warmup=${WARMUP:-1}
-base_port=${BASE_PORT:-19000}
-other_max=${OTHER_MAX:-0.15}
-retries=${RETRIES:-2}
-quiet_wait=${QUIET_WAIT:-120}
-out=target/bench-echo
-mkdir -p "$out"
-csv=$out/results.csv
-log=$out/servers.log
-: >"$log"
+bench_init bench-echo 19000 "$@"
 
 # scenario name, connections, messages in flight per connection, payload bytes, kind, payload
 # (echo-load --payload), permessage-deflate (off, context, no-context), servers (all, tidings)

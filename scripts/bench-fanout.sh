@@ -34,20 +34,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
-root=$PWD
-rounds=${1:-3}
-secs=${2:-5}
-warmup=${WARMUP:-1}
+bench_init bench-fanout 20000 "$@"
 window=${WINDOW:-16}
-base_port=${BASE_PORT:-20000}
-other_max=${OTHER_MAX:-0.15}
-retries=${RETRIES:-2}
-quiet_wait=${QUIET_WAIT:-120}
-out=target/bench-fanout
-mkdir -p "$out"
-csv=$out/results.csv
-log=$out/servers.log
-: >"$log"
 
 # name, subscribers, message bytes, kind, slow consumers, in the default set
 all_scenarios=(

@@ -1,6 +1,26 @@
-# Sourced by the end-to-end benchmark scripts (bench-echo.sh, bench-fanout.sh): waiting for a
-# server's port and for a quiet machine. Uses the caller's `server_pid`, `quiet_wait`,
-# `other_max` and `warn`.
+# Sourced by the end-to-end benchmark scripts (bench-echo.sh, bench-fanout.sh): their common
+# arguments and knobs, waiting for a server's port and for a quiet machine. The waits use the
+# caller's `server_pid` and `warn`.
+
+# Sets the common arguments and knobs: `rounds` and `secs` from the script's arguments (defaults
+# 3 and 5), `warmup` (WARMUP, 1), `base_port` (BASE_PORT, default $2), `other_max` (OTHER_MAX,
+# 0.15), `retries` (RETRIES, 2), `quiet_wait` (QUIET_WAIT, 120), and the output files in
+# target/$1: `out`, `csv` (results.csv) and `log` (servers.log, emptied).
+bench_init() { # $1 = output folder name, $2 = default base port, then the script's arguments
+  root=$PWD
+  rounds=${3:-3}
+  secs=${4:-5}
+  warmup=${WARMUP:-1}
+  base_port=${BASE_PORT:-$2}
+  other_max=${OTHER_MAX:-0.15}
+  retries=${RETRIES:-2}
+  quiet_wait=${QUIET_WAIT:-120}
+  out=target/$1
+  mkdir -p "$out"
+  csv=$out/results.csv
+  log=$out/servers.log
+  : >"$log"
+}
 
 # Whether a child process is still running (not exited, not a zombie).
 alive() {
