@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use tidings_core::{CloseCode, CloseOutcome, EncodedFrame, Message, Utf8Bytes};
-use tidings_io::{Outbox, OutboxError};
+use tidings_io::{Outbox, OutboxError, WebSocket};
 
-use crate::HubError;
 use crate::hub::HubInner;
 use crate::id::ClientId;
+use crate::{HubConfig, HubError};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -108,27 +108,25 @@ impl PartialEq for Client {
 impl Eq for Client {}
 
 impl Client {
-    #[allow(clippy::too_many_arguments)]
+    /// A client on `ws`, of the hub `hub` with its `config`.
     pub(crate) fn new(
         id: ClientId,
-        protocol: Option<String>,
-        extensions: Option<String>,
+        ws: &WebSocket,
         data: Option<Arc<dyn Any + Send + Sync>>,
-        outbox: Outbox,
         hub: Weak<HubInner>,
+        config: &HubConfig,
         takes_deflated: bool,
-        slow_code: CloseCode,
     ) -> Self {
         Client(Arc::new(ClientInner {
             id,
-            protocol,
-            extensions,
+            protocol: ws.subprotocol().map(str::to_owned),
+            extensions: ws.extensions().map(str::to_owned),
             data,
             store: Mutex::new(HashMap::new()),
-            outbox,
+            outbox: ws.outbox(config.get_outbox()),
             hub,
             takes_deflated,
-            slow_code,
+            slow_code: config.get_slow_client_code(),
             gone: AtomicBool::new(false),
             outcome: Mutex::new(None),
         }))

@@ -410,13 +410,11 @@ impl HubInner {
         let id = options.id.unwrap_or_else(ClientId::generate);
         let client = Client::new(
             id.clone(),
-            ws.subprotocol().map(str::to_owned),
-            ws.extensions().map(str::to_owned),
+            ws,
             options.data,
-            ws.outbox(self.config.outbox),
             Arc::downgrade(self),
+            &self.config,
             takes_deflated,
-            self.config.slow_client_code,
         );
         {
             let mut st = self.write();
