@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Request;
 use tidings_smol::WebSocket;
 use tidings_smol::server::{HttpResponse, RequestInfo, Route, Server};
 
@@ -72,8 +74,8 @@ fn main() -> std::io::Result<()> {
 }
 
 /// The page, for `GET` (and `HEAD`, which the helper answers without the body).
-async fn page(info: RequestInfo) -> HttpResponse {
-    match info.method() {
+async fn page(req: Request<Bytes>) -> HttpResponse {
+    match req.method().as_str() {
         "GET" | "HEAD" => HttpResponse::html(200, PAGE),
         _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
     }

@@ -61,11 +61,13 @@
 
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tidings_hub::{
     Admission, Client, Envelope, HandlerError, Hub, Rejection, Router, UpgradeRequest,
 };
-use tidings_io::{HttpResponse, RequestInfo, Route};
+use tidings_io::http::Request;
+use tidings_io::{HttpResponse, Route};
 
 /// The room every client starts in.
 pub const GENERAL: &str = "general";
@@ -125,8 +127,8 @@ fn user_name(query: Option<&str>) -> Result<String, Rejection> {
 }
 
 /// The page, for `GET` (and `HEAD`, answered without the body).
-async fn page(info: RequestInfo) -> HttpResponse {
-    match info.method() {
+async fn page(req: Request<Bytes>) -> HttpResponse {
+    match req.method().as_str() {
         "GET" | "HEAD" => HttpResponse::html(200, PAGE)
             .header("Cache-Control", "no-cache")
             .header("X-Content-Type-Options", "nosniff"),

@@ -597,7 +597,7 @@ macro_rules! suite {
                 let server = rt::spawn(async move {
                     // The handshake, by hand; then the adapter takes the stream over.
                     let raw = rt::Raw::server(&listener, &[]).await;
-                    let ws = ws::from_upgraded(raw.tcp, Role::Server, &Config::default(), None);
+                    let ws = ws::from_upgraded(raw.tcp, &Config::default(), tidings_core::handshake::Agreed::new(Role::Server, None));
                     echo(ws).await
                 });
                 let mut client = ws::connect(&url(port)).await.expect("connect");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tidings_core::handshake::{Limits, OriginPolicy};
+use tidings_core::handshake::{HandshakeConfig, Limits, OriginPolicy};
 
 /// Default handshake timeout: 10 seconds.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,10 +28,8 @@ pub struct Config {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) write_high_water: usize,
     pub(crate) read_high_water: usize,
-    pub(crate) limits: Limits,
-    pub(crate) origin: OriginPolicy,
-    #[cfg(feature = "deflate")]
-    pub(crate) deflate: Option<tidings_core::ext::deflate::DeflateConfig>,
+    /// Limits, origin policy and extensions of the opening handshake.
+    pub(crate) handshake: HandshakeConfig,
 }
 
 impl Default for Config {
@@ -42,10 +40,7 @@ impl Default for Config {
             write_timeout: None,
             write_high_water: DEFAULT_WRITE_HIGH_WATER,
             read_high_water: DEFAULT_READ_HIGH_WATER,
-            limits: Limits::default(),
-            origin: OriginPolicy::default(),
-            #[cfg(feature = "deflate")]
-            deflate: None,
+            handshake: HandshakeConfig::default(),
         }
     }
 }
@@ -138,14 +133,14 @@ impl Config {
 
     /// Bounds on the handshake head (header count and bytes).
     pub fn handshake_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.handshake.limits = limits;
         self
     }
 
     /// The `Origin` policy a server applies before the application sees the request (RFC 6455
     /// §10.2). Default: same origin (requests without `Origin`, i.e. non-browser clients, pass).
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
-        self.origin = policy;
+        self.handshake.origin = policy;
         self
     }
 
@@ -167,13 +162,18 @@ impl Config {
     /// ```
     #[cfg(feature = "deflate")]
     pub fn deflate(mut self, config: Option<tidings_core::ext::deflate::DeflateConfig>) -> Self {
-        self.deflate = config;
+        self.handshake.deflate = config;
         self
+    }
+
+    /// The handshake's part of the config: head limits, origin policy, extensions.
+    pub fn handshake_config(&self) -> &HandshakeConfig {
+        &self.handshake
     }
 
     /// The permessage-deflate settings, if compression is on.
     #[cfg(feature = "deflate")]
     pub fn deflate_config(&self) -> Option<&tidings_core::ext::deflate::DeflateConfig> {
-        self.deflate.as_ref()
+        self.handshake.deflate.as_ref()
     }
 }

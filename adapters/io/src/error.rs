@@ -2,8 +2,8 @@
 
 use std::{fmt, io};
 
-use tidings_core::ConnectionError;
 use tidings_core::handshake::HandshakeError;
+use tidings_core::{CloseCode, ConnectionError};
 
 /// Why a WebSocket operation failed.
 #[derive(Debug)]
@@ -36,6 +36,33 @@ impl Error {
     /// Whether this is the expected end of a send loop: the connection is closing or closed.
     pub fn is_closed(&self) -> bool {
         matches!(self, Error::Local(e) if e.is_closed())
+    }
+
+    /// The close code of the connection this error ended: [`Error::Connection`], which `recv`
+    /// returns once when the connection fails, has one.
+    ///
+    /// * the peer violated the protocol: the code this endpoint failed the connection with
+    ///   (1002, 1007 or 1009; [`ConnectionError::close_code`]);
+    /// * the connection ended without a close handshake (no pong within the pong timeout, no
+    ///   answer to our close frame, the transport ended): 1006, RFC 6455 §7.1.5's code for a
+    ///   connection closed without a close frame ([`CloseCode::ABNORMAL`]).
+    ///
+    /// `None` for the other variants: a transport error ([`Error::Io`]) carries no code of its
+    /// own, and a failed handshake, local misuse (including sending after the close,
+    /// [`Error::is_closed`]), a URL or JSON error is not the end of a connection. A clean close
+    /// is no error at all: `recv` returns `None`.
+    ///
+    /// Once `recv` has returned `None` or an error, the handle
+    /// ([`WebSocket::close_outcome`](crate::WebSocket::close_outcome),
+    /// [`ReadHalf::close_outcome`](crate::ReadHalf::close_outcome),
+    /// [`WriteHalf::close_outcome`](crate::WriteHalf::close_outcome)) tells the whole story in a
+    /// [`CloseOutcome`](crate::CloseOutcome): the code and reason received (1006 after a
+    /// transport error), the frame sent, who started the close, and whether it was clean.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Connection(e) => Some(e.close_code().unwrap_or(CloseCode::ABNORMAL)),
+            _ => None,
+        }
     }
 
     /// The HTTP status of a refused handshake: the server's answer on the client side, or the
@@ -108,5 +135,46 @@ impl From<tidings_core::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Json(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidings_core::ProtocolError;
+
+    #[test]
+    fn close_code_of_a_protocol_failure_is_the_code_sent() {
+        let e = Error::Connection(ConnectionError::Protocol(ProtocolError::InvalidUtf8));
+        assert_eq!(e.close_code(), Some(CloseCode::INVALID_PAYLOAD));
+        let e = Error::Connection(ConnectionError::Protocol(ProtocolError::MessageTooLarge {
+            size: 2,
+            limit: 1,
+        }));
+        assert_eq!(e.close_code(), Some(CloseCode::MESSAGE_TOO_BIG));
+    }
+
+    #[test]
+    fn close_code_without_a_close_handshake_is_1006() {
+        for e in [
+            ConnectionError::PongTimeout,
+            ConnectionError::CloseTimeout,
+            ConnectionError::UnexpectedEof,
+        ] {
+            assert_eq!(Error::Connection(e).close_code(), Some(CloseCode::ABNORMAL));
+        }
+    }
+
+    #[test]
+    fn close_code_is_none_for_errors_that_do_not_end_a_connection() {
+        for e in [
+            Error::Io(io::Error::other("tls")),
+            Error::Refused(403),
+            Error::HandshakeTimeout,
+            Error::Local(tidings_core::Error::Closed),
+            Error::Url("ftp://".into()),
+        ] {
+            assert_eq!(e.close_code(), None, "{e:?}");
+        }
     }
 }

@@ -1,6 +1,5 @@
 //! The opening handshake over a [`Transport`], both roles, with a timeout.
 
-use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::pin;
@@ -8,11 +7,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tidings_core::ext::{Extension, ExtensionConfig, negotiate_client, negotiate_server};
 use tidings_core::handshake::{
-    self, AcceptOptions, ClientRequest, ServerResponse, Status, UpgradeRequest, UrlInfo,
+    self, AcceptOptions, Agreed, ClientHandshake, ClientRequest, HttpResponse, ServerHandshake,
+    ServerResponse, Status, UpgradeRequest, UrlInfo,
 };
-use tidings_core::{Connection, Role};
 
 use crate::runtime::{Runtime, Transport};
 use crate::shared::Shared;
@@ -56,14 +54,24 @@ impl Rejection {
         self.status
     }
 
-    /// The complete HTTP response.
+    /// The complete HTTP response for a raw transport (with `Connection: close`).
     pub fn to_response(&self) -> Vec<u8> {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        handshake::reject_response(self.status, &headers, &self.body)
+        self.to_http_response().encode()
+    }
+
+    /// The response, typed.
+    pub fn to_http_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::new(self.status).body(self.body.clone());
+        for (name, value) in &self.headers {
+            response = response.header(name, value);
+        }
+        response
+    }
+}
+
+impl From<Rejection> for HttpResponse {
+    fn from(rejection: Rejection) -> Self {
+        rejection.to_http_response()
     }
 }
 
@@ -105,7 +113,8 @@ impl ConnectOptions {
     }
 
     /// Builds the request for `url` with a fresh key, and where to connect. The config's
-    /// extensions (permessage-deflate) are offered.
+    /// extensions (permessage-deflate) are offered by [`client`], which wraps the request in a
+    /// [`ClientHandshake`].
     ///
     /// # Errors
     ///
@@ -118,117 +127,8 @@ impl ConnectOptions {
         for (name, value) in &self.headers {
             request = request.header(name, value)?;
         }
-        let offers: Vec<_> = extension_configs(&self.config)
-            .iter()
-            .flat_map(|c| c.offers())
-            .collect();
-        if !offers.is_empty() {
-            request = request.extension_offer(&handshake::render_extensions(&offers))?;
-        }
         Ok((request, info))
     }
-}
-
-/// What an opening handshake agreed on: the subprotocol, and the extension (permessage-deflate)
-/// the connection runs. Built by the handshakes of this crate; from an `Option<String>` (just a
-/// subprotocol) for a stream upgraded elsewhere.
-#[derive(Default)]
-pub struct Agreed {
-    /// The subprotocol.
-    pub protocol: Option<String>,
-    extension: Option<Box<dyn Extension>>,
-    extensions: Option<String>,
-}
-
-impl Agreed {
-    /// The `Sec-WebSocket-Extensions` value agreed on, if any.
-    pub fn extensions(&self) -> Option<&str> {
-        self.extensions.as_deref()
-    }
-}
-
-impl From<Option<String>> for Agreed {
-    fn from(protocol: Option<String>) -> Self {
-        Agreed {
-            protocol,
-            ..Agreed::default()
-        }
-    }
-}
-
-impl fmt::Debug for Agreed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Agreed")
-            .field("protocol", &self.protocol)
-            .field("extensions", &self.extensions)
-            .finish()
-    }
-}
-
-/// The extension configs `config` turns on, in order of preference.
-fn extension_configs(config: &Config) -> Vec<&dyn ExtensionConfig> {
-    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-    let mut configs: Vec<&dyn ExtensionConfig> = Vec::new();
-    #[cfg(feature = "deflate")]
-    if let Some(deflate) = &config.deflate {
-        configs.push(deflate);
-    }
-    #[cfg(not(feature = "deflate"))]
-    let _ = config;
-    configs
-}
-
-/// Server side: accepts `req` with `options`, after negotiating the extensions `config` turns on,
-/// and returns the `101` response and what was agreed.
-///
-/// `options.extensions` may only decline them (`Some("")`): an extension named there would be
-/// announced without running, so it is refused as [`HandshakeError::InvalidExtension`](
-/// handshake::HandshakeError::InvalidExtension).
-pub(crate) fn accept_request(
-    req: &UpgradeRequest<'_>,
-    config: &Config,
-    mut options: AcceptOptions,
-) -> Result<(Vec<u8>, Agreed), handshake::HandshakeError> {
-    if let Some(named) = options
-        .extensions
-        .as_deref()
-        .filter(|v| !v.trim().is_empty())
-    {
-        return Err(handshake::HandshakeError::InvalidExtension(format!(
-            "{named} (extensions are negotiated from Config::deflate; the accept callback may \
-             only decline them, with an empty value)"
-        )));
-    }
-    let mut extension = None;
-    if options.extensions.is_none()
-        && let Some((value, instance)) =
-            negotiate_server(&extension_configs(config), &req.extensions())
-    {
-        options.extensions = Some(value);
-        extension = Some(instance);
-    }
-    let response = req.accept(&options)?;
-    let agreed = Agreed {
-        protocol: options.protocol,
-        extension,
-        extensions: options.extensions.filter(|e| !e.is_empty()),
-    };
-    Ok((response, agreed))
-}
-
-/// Client side: the extension the server's `response` agreed to, checked against our offers.
-fn confirm_response(
-    response: &ServerResponse,
-    config: &Config,
-) -> Result<Agreed, handshake::HandshakeError> {
-    let extension = negotiate_client(&extension_configs(config), &response.extensions)
-        .map_err(|e| handshake::HandshakeError::ExtensionRefused(e.to_string()))?;
-    Ok(Agreed {
-        protocol: response.protocol.clone(),
-        extensions: (!response.extensions.is_empty())
-            .then(|| handshake::render_extensions(&response.extensions)),
-        extension,
-    })
 }
 
 /// Runs `fut` (e.g. DNS, TCP and TLS before the handshake) bounded by `config`'s handshake
@@ -289,16 +189,23 @@ pub(crate) async fn write_all(io: &mut dyn Transport, mut data: &[u8]) -> io::Re
 }
 
 /// Writes a refusal and shuts the transport down; errors are moot at this point.
-async fn refuse(io: &mut dyn Transport, response: &[u8]) {
+pub(crate) async fn refuse(io: &mut dyn Transport, response: &[u8]) {
     if write_all(io, response).await.is_ok() {
         let _ = poll_fn(|cx| io.poll_shutdown(cx)).await;
     }
 }
 
 /// What the server decided about a request.
-enum Decision {
-    Accept { response: Vec<u8>, agreed: Agreed },
-    Refuse { response: Vec<u8>, error: Error },
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Accept {
+        response: HttpResponse,
+        agreed: Agreed,
+    },
+    Refuse {
+        response: HttpResponse,
+        error: Error,
+    },
 }
 
 /// Server side: reads the upgrade request, applies the origin policy, lets `callback` accept
@@ -320,13 +227,11 @@ where
 {
     let handshake = async {
         let mut buf = BytesMut::with_capacity(1024);
-        let (decision, consumed) = loop {
+        let decision = loop {
             read_some(&mut *io, &mut buf).await?;
-            match handshake::parse_request(&buf, &config.limits) {
+            match ServerHandshake::parse(&buf, &config.handshake) {
                 Ok(Status::Partial) => continue,
-                Ok(Status::Complete((req, consumed))) => {
-                    break (decide(&req, config, callback), consumed);
-                }
+                Ok(Status::Complete(hs)) => break decide(&hs, callback),
                 Err(e) => {
                     if let Some(response) = e.response() {
                         refuse(&mut *io, &response).await;
@@ -337,49 +242,41 @@ where
         };
         match decision {
             Decision::Refuse { response, error } => {
-                refuse(&mut *io, &response).await;
+                refuse(&mut *io, &response.encode()).await;
                 Err(error)
             }
             Decision::Accept { response, agreed } => {
-                write_all(&mut *io, &response).await?;
-                let leftover = buf.split_off(consumed);
-                Ok((agreed, leftover))
+                write_all(&mut *io, &response.encode()).await?;
+                Ok(agreed)
             }
         }
     };
-    let (agreed, leftover) = with_timeout(rt, config.handshake_timeout, handshake).await?;
-    Ok(from_transport(
-        io,
-        rt,
-        Role::Server,
-        config,
-        agreed,
-        &leftover,
-    ))
+    let agreed = with_timeout(rt, config.handshake_timeout, handshake).await?;
+    Ok(from_transport(io, rt, config, agreed))
 }
 
-fn decide<F>(req: &UpgradeRequest<'_>, config: &Config, callback: F) -> Decision
+/// Lets `callback` accept or refuse a validated request, and accepts with its options.
+pub(crate) fn decide<F>(hs: &ServerHandshake<'_>, callback: F) -> Decision
 where
     F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
 {
-    if let Err(e) = config.origin.check(req) {
-        return Decision::Refuse {
-            response: e.response().unwrap_or_default(),
-            error: Error::Handshake(e),
-        };
-    }
-    match callback(req) {
-        Ok(options) => match accept_request(req, config, options) {
-            Ok((response, agreed)) => Decision::Accept { response, agreed },
-            // The application chose something the request does not allow.
-            Err(e) => Decision::Refuse {
-                response: handshake::reject_response(500, &[], b"invalid upgrade options"),
-                error: Error::Handshake(e),
-            },
-        },
+    match callback(hs.request()) {
+        Ok(options) => accept_options(hs, options),
         Err(rejection) => Decision::Refuse {
-            response: rejection.to_response(),
             error: Error::Refused(rejection.status),
+            response: rejection.into(),
+        },
+    }
+}
+
+/// Accepts a validated request with the application's options.
+pub(crate) fn accept_options(hs: &ServerHandshake<'_>, options: AcceptOptions) -> Decision {
+    match hs.accept(options) {
+        Ok((response, agreed)) => Decision::Accept { response, agreed },
+        // The application chose something the request does not allow.
+        Err(e) => Decision::Refuse {
+            response: HttpResponse::text(500, "invalid upgrade options"),
+            error: Error::Handshake(e),
         },
     }
 }
@@ -398,47 +295,36 @@ pub async fn client(
     request: &ClientRequest,
     config: &Config,
 ) -> Result<(WebSocket, ServerResponse), Error> {
+    let hs = ClientHandshake::new(request.clone(), &config.handshake)?;
     let handshake = async {
-        write_all(&mut *io, &request.encode()).await?;
+        write_all(&mut *io, &hs.encode()).await?;
         let mut buf = BytesMut::with_capacity(1024);
         loop {
             read_some(&mut *io, &mut buf).await?;
-            match handshake::parse_response(&buf, request, &config.limits)? {
-                Status::Partial => continue,
-                Status::Complete((response, consumed)) => {
-                    let leftover = buf.split_off(consumed);
-                    return Ok::<_, Error>((response, leftover));
-                }
+            if let Status::Complete(done) = hs.parse_response(&buf)? {
+                return Ok::<_, Error>(done);
             }
         }
     };
-    let (response, leftover) = with_timeout(rt, config.handshake_timeout, handshake).await?;
-    let agreed = confirm_response(&response, config)?;
-    let ws = from_transport(io, rt, Role::Client, config, agreed, &leftover);
+    let (response, agreed) = with_timeout(rt, config.handshake_timeout, handshake).await?;
+    let ws = from_transport(io, rt, config, agreed);
     Ok((ws, response))
 }
 
-/// A WebSocket over a transport whose handshake is already done (e.g. upgraded by an HTTP
-/// server), with what the handshake agreed and the bytes that followed it. Spawns the driver
-/// task.
+/// A WebSocket over a transport whose handshake is done (by this crate, or upgraded by an HTTP
+/// server), with what the handshake [`Agreed`] (role, subprotocol, extension, and the bytes that
+/// followed the head). Spawns the driver task.
 pub fn from_transport(
     io: Box<dyn Transport>,
     rt: &'static dyn Runtime,
-    role: Role,
     config: &Config,
     agreed: Agreed,
-    leftover: &[u8],
 ) -> WebSocket {
     let now = rt.now();
-    let mut conn = match role {
-        Role::Server => Connection::server(config.core.clone(), now),
-        Role::Client => Connection::client(config.core.clone(), now),
-    };
-    if let Some(extension) = agreed.extension {
-        conn.set_extension(extension);
-    }
-    conn.receive(now, leftover);
-    let shared = Shared::new(conn, io, config, rt, agreed.protocol, agreed.extensions);
+    let protocol = agreed.protocol().map(str::to_owned);
+    let extensions = agreed.extensions().map(str::to_owned);
+    let conn = agreed.into_connection(config.core.clone(), now);
+    let shared = Shared::new(conn, io, config, rt, protocol, extensions);
     let ws = WebSocket::new(shared.clone());
     driver::spawn(shared);
     ws

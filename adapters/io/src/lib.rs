@@ -51,41 +51,59 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
+mod body;
+#[cfg(feature = "tungstenite")]
+mod compat;
 mod config;
 mod driver;
 mod error;
 mod handshake;
+#[cfg(feature = "server")]
+mod hyper_rt;
 mod outbox;
 mod runtime;
+#[cfg(feature = "server")]
 mod server;
 mod shared;
 mod socket;
+pub mod sse;
 
+#[cfg(all(feature = "server", feature = "json"))]
+pub use body::Json;
+#[cfg(feature = "server")]
+pub use body::{Body, BoxError, IntoResponse};
+#[cfg(feature = "tungstenite")]
+pub use compat::{FromTungsteniteError, IntoTidings, IntoTungstenite};
 pub use config::{
     Config, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_READ_HIGH_WATER, DEFAULT_WRITE_HIGH_WATER,
 };
 pub use error::Error;
 pub use handshake::{
-    Agreed, ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
+    ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
     with_handshake_timeout,
 };
 pub use outbox::{
     DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, Outbox, OutboxError, OutboxLimits,
 };
 pub use runtime::{Runtime, Task, Timer, Transport};
+#[cfg(feature = "server")]
 pub use server::{
-    ConnectionLimiter, ConnectionPermit, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_TIMEOUT,
-    HttpResponse, HttpRoute, Idle, LimitExceeded, Listener, Listening, Negotiation, Network,
-    Registration, Registry, RequestInfo, Route, Server, ServerHandle, ShutdownReport,
-    WebSocketRoute, negotiate,
+    ConnectionLimiter, ConnectionPermit, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER,
+    DEFAULT_SHUTDOWN_TIMEOUT, HttpRoute, Idle, LimitExceeded, Listener, Listening, Negotiation,
+    Network, PeerAddr, Registration, Registry, RequestInfo, Route, Server, ServerHandle,
+    ShutdownReport, WebSocketRoute, negotiate, negotiate_parts,
 };
 pub use socket::{Closer, ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
+pub use sse::{SseBody, SseConfig, SseSendError, SseSender};
 
+pub use http;
 pub use tidings_core as core;
 #[cfg(feature = "deflate")]
 pub use tidings_core::ext::deflate::DeflateConfig;
 pub use tidings_core::handshake::{
-    AcceptOptions, ClientRequest, OriginPolicy, ServerResponse, UpgradeRequest,
+    AcceptOptions, Agreed, ClientRequest, HandshakeConfig, HttpResponse, OriginPolicy,
+    ServerResponse, UpgradeRequest,
 };
 pub use tidings_core::{
     CloseCode, CloseFrame, CloseOutcome, EncodedFrame, Event, Message, MessageKind, Role,

@@ -1,55 +1,71 @@
-//! The runtime-neutral body of the adapters' server helper: a route table (exact paths, WebSocket
-//! and plain HTTP routes), connection limits with RAII permits, a registry of live connections
-//! for graceful shutdown, and the accept loop. The adapters only bind a listener and name their
+//! The runtime-neutral body of the adapters' server helper: hyper's HTTP/1.1 (keep-alive, request
+//! bodies, streaming responses) with our routing on top — exact-path routes, WebSocket and plain
+//! HTTP side by side — connection limits with RAII permits, a registry of live connections for
+//! graceful shutdown, and the accept loop. The adapters only bind a listener and name their
 //! runtime ([`Network`]); `tidings_tokio::server` and `tidings_smol::server` document the helper
 //! for applications, with examples.
 //!
 //! ```text
-//!  accept ──► read the request head ──► route by path ─┬─ none ────────────► 404
-//!   (spawn one task                                    ├─ HTTP route ──────► limits (503) ─► handler ─► response, close
-//!    per connection)                                   └─ WebSocket route ─► validate (400/403/426…)
-//!                                                         ─► limits (503) ─► choose (subprotocol, or a refusal)
-//!                                                         ─► 101 ─► handler(WebSocket, RequestInfo)
-//!  shutdown ──► stop accepting ─► close 1001 to every live WebSocket ─► wait (bounded) for the handlers
+//!  accept ──► hyper HTTP/1.1 connection (one task; keep-alive; head read timeout)
+//!              │ each request ──► route by path ─┬─ none ────────────► 404
+//!              │                                 ├─ HTTP route ──────► limits (503) ─► body (413 over the limit)
+//!              │                                 │                      ─► handler ─► response (whole or streamed)
+//!              │                                 └─ WebSocket route ─► validate (400/403/426…) ─► limits (503)
+//!              │                                                        ─► init / async init (a refusal, any status)
+//!              │                                                        ─► 101 ─► handler(WebSocket, RequestInfo)
+//!  shutdown ──► stop accepting ─► idle HTTP connections closed, streams ended ─► close 1001 to every
+//!               live WebSocket ─► wait (bounded) for the handlers
 //! ```
 //!
-//! Also here, for HTTP servers that own the socket (hyper, axum): [`negotiate`] runs the engine's
-//! upgrade validation on a request head and says what to answer.
+//! After a `101` the engine takes the socket back from hyper (with any bytes hyper had read past
+//! the head): the WebSocket runs on the raw transport, not through hyper.
+//!
+//! Also here, for HTTP servers of the application's (hyper, axum): [`negotiate`] runs the
+//! engine's upgrade checks on an `http` request head and says what to answer.
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Frame;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tidings_core::CloseCode;
 use tidings_core::handshake::{
-    self, AcceptOptions, HandshakeError, Limits, Status, UpgradeRequest, is_token,
+    AcceptOptions, Agreed, HttpResponse, ServerHandshake, UpgradeRequest, parse_protocols,
 };
-use tidings_core::{CloseCode, Role};
 
-use crate::handshake::{accept_request, read_some, write_all};
+use crate::body::{Body, BoxError, IntoResponse};
+use crate::handshake::{Decision, accept_options, decide};
+use crate::hyper_rt::{HyperIo, HyperTimer};
 use crate::runtime::{Runtime, Task, Timer, Transport};
-use crate::{
-    Agreed, Closer, Config, Error, Rejection, WebSocket, from_transport, with_handshake_timeout,
-};
+use crate::{Closer, Config, Error, Rejection, WebSocket, from_transport};
 
 /// Default bound on the wait for handlers after a shutdown: 5 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `Retry-After` of a `503` answered because of a connection limit: 1 second.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Default bound on a request body read for an HTTP route: 1 MiB (`413` above it).
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
 
-/// Bytes read per read of a request head.
 /// Connections accepted in one poll of the accept loop before it yields to the executor.
 const ACCEPT_BUDGET: usize = 64;
 /// Pause after an accept error that is not about one connection (out of file descriptors…).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// hyper's smallest read buffer.
+const HYPER_MIN_BUF: usize = 8192;
 
 // ---- small synchronisation helpers --------------------------------------------------------------
 
@@ -363,30 +379,43 @@ impl Drop for Registration {
     }
 }
 
-// ---- requests and responses ----------------------------------------------------------------------
+// ---- requests ------------------------------------------------------------------------------------
 
-/// What a handler knows about the request that reached it.
+/// The client's address, in the extensions of every request an HTTP route receives
+/// (`req.extensions().get::<PeerAddr>()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What a WebSocket handler (and an async `init` step) knows about the request that reached it:
+/// the `http` request head, the client's address, and the subprotocol agreed.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
-    method: String,
-    path: String,
-    query: Option<String>,
-    headers: Vec<(String, Vec<u8>)>,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
     peer_addr: SocketAddr,
     subprotocol: Option<String>,
 }
 
 impl RequestInfo {
-    fn from_head(head: &Head<'_>, peer_addr: SocketAddr) -> Self {
+    fn new(parts: http::request::Parts, peer_addr: SocketAddr) -> Self {
         RequestInfo {
-            method: head.method.to_owned(),
-            path: head.path.to_owned(),
-            query: head.query.map(str::to_owned),
-            headers: head
-                .headers
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
-                .collect(),
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            peer_addr,
+            subprotocol: None,
+        }
+    }
+
+    fn snapshot(parts: &http::request::Parts, peer_addr: SocketAddr) -> Self {
+        RequestInfo {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
             peer_addr,
             subprotocol: None,
         }
@@ -394,29 +423,47 @@ impl RequestInfo {
 
     /// The request method (`GET` for every WebSocket).
     pub fn method(&self) -> &str {
-        &self.method
+        self.method.as_str()
+    }
+
+    /// The request target.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// The path of the request target, without the query: `/chat`.
     pub fn path(&self) -> &str {
-        &self.path
+        self.uri.path()
     }
 
     /// The query of the request target, without the `?`: `room=1`.
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.uri.query()
     }
 
-    /// Every header field as `(name, value)`, in the order received.
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    /// The header fields.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 
-    /// The value of the first header named `name` (ASCII case-insensitive).
+    /// The value of the first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers.get(name).map(http::HeaderValue::as_bytes)
+    }
+
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in its order of preference.
+    pub fn protocols(&self) -> Vec<&str> {
+        parse_protocols(
+            self.headers
+                .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .map(http::HeaderValue::as_bytes),
+        )
     }
 
     /// The client's address.
@@ -424,332 +471,9 @@ impl RequestInfo {
         self.peer_addr
     }
 
-    /// The subprotocol agreed in the handshake (WebSocket routes).
+    /// The subprotocol agreed in the handshake (WebSocket routes, once accepted).
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
-    }
-}
-
-/// A plain HTTP response: status, headers and body. Plain HTTP routes answer with one, and
-/// [`negotiate`] describes its answer with one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Bytes,
-}
-
-impl HttpResponse {
-    /// A response with `status`, no headers and an empty body.
-    pub fn new(status: u16) -> Self {
-        HttpResponse {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
-    }
-
-    /// A `text/plain; charset=utf-8` response.
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body(body.into())
-    }
-
-    /// A `text/html; charset=utf-8` response.
-    pub fn html(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .body(body.into())
-    }
-
-    /// Adds a header. When the response is written by the server helper, headers with an invalid
-    /// name or value, and `Connection`, `Content-Length` and `Transfer-Encoding` (which it writes
-    /// itself), are left out.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// The status.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The headers, in order.
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// The body.
-    pub fn get_body(&self) -> &Bytes {
-        &self.body
-    }
-
-    /// Status, headers and body.
-    pub fn into_parts(self) -> (u16, Vec<(String, String)>, Bytes) {
-        (self.status, self.headers, self.body)
-    }
-
-    /// The complete HTTP/1.1 response with `Connection: close`; without the body for a `HEAD`
-    /// request (the `Content-Length` stays).
-    fn encode(&self, head_only: bool) -> Vec<u8> {
-        let headers: Vec<(&str, &str)> = self.headers().collect();
-        let mut out = handshake::reject_response(self.status, &headers, &self.body);
-        if head_only {
-            out.truncate(out.len() - self.body.len());
-        }
-        out
-    }
-
-    /// Parses a complete response written by the engine (a `101`, a refusal).
-    fn parse(bytes: &[u8]) -> Option<Self> {
-        let end = head_end(bytes)?;
-        let mut lines = head_lines(&bytes[..end]);
-        let status_line = lines.next()?;
-        let mut parts = status_line.splitn(3, |&b| b == b' ');
-        let _version = parts.next()?;
-        let status = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let mut response = HttpResponse::new(status).body(Bytes::copy_from_slice(&bytes[end..]));
-        for line in lines {
-            let (name, value) = split_header(line).ok()?;
-            if name.eq_ignore_ascii_case("Content-Length") {
-                // Derived from the body by whoever sends it.
-                continue;
-            }
-            response = response.header(name, std::str::from_utf8(value).ok()?);
-        }
-        Some(response)
-    }
-}
-
-impl From<Rejection> for HttpResponse {
-    fn from(rejection: Rejection) -> Self {
-        HttpResponse::parse(&rejection.to_response())
-            .unwrap_or_else(|| HttpResponse::new(rejection.status()))
-    }
-}
-
-// ---- reading a request head ----------------------------------------------------------------------
-
-/// A syntactically valid HTTP/1.x request head (RFC 9112 §2–§5), as much as routing needs. The
-/// WebSocket routes validate the head again with the core's `parse_request`.
-struct Head<'b> {
-    method: &'b str,
-    path: &'b str,
-    query: Option<&'b str>,
-    headers: Vec<(&'b str, &'b [u8])>,
-}
-
-impl Head<'_> {
-    /// Whether the request announces a body (which the helper does not read).
-    fn has_body(&self) -> bool {
-        self.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("Transfer-Encoding")
-                || (n.eq_ignore_ascii_case("Content-Length") && trim(v) != b"0")
-        })
-    }
-}
-
-/// The index just after the empty line that ends a head (`\r\n\r\n`, or bare `\n` line ends).
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
-        let next = i + nl + 1;
-        match buf.get(next..) {
-            Some([b'\n', ..]) => return Some(next + 1),
-            Some([b'\r', b'\n', ..]) => return Some(next + 2),
-            _ => i = next,
-        }
-    }
-    None
-}
-
-/// The lines of a head, without line ends, the final empty line left out.
-fn head_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .filter(|line| !line.is_empty())
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &v[s..=e],
-        _ => &[],
-    }
-}
-
-/// `name: value` with a token name and a value without control characters (RFC 9110 §5.5).
-fn split_header(line: &[u8]) -> Result<(&str, &[u8]), HandshakeError> {
-    if line.starts_with(b" ") || line.starts_with(b"\t") {
-        // RFC 9112 §5.2: obsolete line folding may be rejected with 400.
-        return Err(HandshakeError::Malformed("header line folding"));
-    }
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(HandshakeError::Malformed("header line"))?;
-    let name = std::str::from_utf8(&line[..colon])
-        .ok()
-        .filter(|n| is_token(n))
-        .ok_or(HandshakeError::Malformed("header name"))?;
-    let value = trim(&line[colon + 1..]);
-    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(HandshakeError::Malformed("header value"));
-    }
-    Ok((name, value))
-}
-
-/// Parses a request head from the start of `buf`, bounded by `limits` like the core's
-/// `parse_request` (431 beyond them).
-fn parse_head<'b>(
-    buf: &'b [u8],
-    limits: &Limits,
-) -> Result<Status<(Head<'b>, usize)>, HandshakeError> {
-    let window = buf.get(..limits.max_bytes).unwrap_or(buf);
-    let Some(end) = head_end(window) else {
-        if buf.len() > limits.max_bytes {
-            return Err(HandshakeError::TooLarge {
-                limit: limits.max_bytes,
-            });
-        }
-        return Ok(Status::Partial);
-    };
-    let mut lines = head_lines(&window[..end]);
-    let request_line = lines
-        .next()
-        .and_then(|l| std::str::from_utf8(l).ok())
-        .ok_or(HandshakeError::Malformed("request line"))?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HandshakeError::Malformed("request line"));
-    };
-    if !is_token(method) {
-        return Err(HandshakeError::Malformed("method"));
-    }
-    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(HandshakeError::Malformed("request target"));
-    }
-    match version {
-        "HTTP/1.1" | "HTTP/1.0" => {}
-        _ => return Err(HandshakeError::Malformed("HTTP version")),
-    }
-    let (path, query) = split_target(target)?;
-    let mut headers = Vec::new();
-    for line in lines {
-        if headers.len() == limits.max_headers {
-            return Err(HandshakeError::TooManyHeaders);
-        }
-        headers.push(split_header(line)?);
-    }
-    if version == "HTTP/1.1" && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Host")) {
-        // RFC 9112 §3.2: a 1.1 request without Host is answered with 400.
-        return Err(HandshakeError::MissingHost);
-    }
-    let head = Head {
-        method,
-        path,
-        query,
-        headers,
-    };
-    Ok(Status::Complete((head, end)))
-}
-
-/// Path and query of an origin-form (`/a?b`) or absolute-form (`http://h/a?b`) target.
-fn split_target(target: &str) -> Result<(&str, Option<&str>), HandshakeError> {
-    if target.contains('#') {
-        return Err(HandshakeError::Malformed("request target has a fragment"));
-    }
-    let path_and_query = if target.starts_with('/') {
-        target
-    } else {
-        let (_, rest) = target
-            .split_once("://")
-            .ok_or(HandshakeError::Malformed("request target"))?;
-        rest.find(['/', '?']).map_or("", |i| &rest[i..])
-    };
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
-    Ok((if path.is_empty() { "/" } else { path }, query))
-}
-
-// ---- the upgrade decision -----------------------------------------------------------------------
-
-/// What to answer to an upgrade request.
-enum Decision<T> {
-    Accept {
-        response: Vec<u8>,
-        agreed: Agreed,
-        consumed: usize,
-        admitted: T,
-    },
-    Refuse {
-        response: Vec<u8>,
-        error: Error,
-    },
-}
-
-/// The engine's checks on an upgrade request head, in order: the core's validation (RFC 6455
-/// §4.2.1), the origin policy, `admit` (limits), `choose` (subprotocol, extra headers, or a
-/// refusal), and the options' validity.
-fn decide<T>(
-    head: &[u8],
-    config: &Config,
-    admit: impl FnOnce() -> Result<T, Rejection>,
-    choose: impl FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
-) -> Decision<T> {
-    let refuse_error = |e: HandshakeError| Decision::Refuse {
-        response: e
-            .response()
-            .unwrap_or_else(|| handshake::reject_response(400, &[], b"invalid upgrade request")),
-        error: Error::Handshake(e),
-    };
-    let refuse = |rejection: Rejection| Decision::Refuse {
-        response: rejection.to_response(),
-        error: Error::Refused(rejection.status()),
-    };
-    let (req, consumed) = match handshake::parse_request(head, &config.limits) {
-        Ok(Status::Complete(parsed)) => parsed,
-        Ok(Status::Partial) => {
-            return refuse_error(HandshakeError::Malformed("incomplete request head"));
-        }
-        Err(e) => return refuse_error(e),
-    };
-    if let Err(e) = config.origin.check(&req) {
-        return refuse_error(e);
-    }
-    let admitted = match admit() {
-        Ok(admitted) => admitted,
-        Err(rejection) => return refuse(rejection),
-    };
-    let options = match choose(&req) {
-        Ok(options) => options,
-        Err(rejection) => return refuse(rejection),
-    };
-    match accept_request(&req, config, options) {
-        Ok((response, agreed)) => Decision::Accept {
-            response,
-            agreed,
-            consumed,
-            admitted,
-        },
-        // The application chose something the request does not allow.
-        Err(e) => Decision::Refuse {
-            response: handshake::reject_response(500, &[], b"invalid upgrade options"),
-            error: Error::Handshake(e),
-        },
     }
 }
 
@@ -758,17 +482,18 @@ fn decide<T>(
 pub enum Negotiation {
     /// Answer with `response` (`101 Switching Protocols` with `Upgrade`, `Connection`,
     /// `Sec-WebSocket-Accept`, the chosen subprotocol and the extra headers), then run the
-    /// WebSocket over the upgraded connection with what was `agreed`.
+    /// WebSocket over the upgraded connection with what was `agreed` (feed it the bytes the
+    /// server read past the head, if it hands them over).
     Accept {
         /// The `101` response.
         response: HttpResponse,
-        /// The subprotocol and extension agreed; pass it to `from_upgraded`.
+        /// Role, subprotocol and extension agreed.
         agreed: Agreed,
     },
     /// Answer with `response` (the status of the error or of the application's [`Rejection`])
     /// and do not upgrade.
     Refuse {
-        /// The refusal, with `Connection: close`.
+        /// The refusal.
         response: HttpResponse,
         /// Why: [`Error::Handshake`] for an invalid request or origin, [`Error::Refused`] when
         /// `choose` refused.
@@ -776,42 +501,70 @@ pub enum Negotiation {
     },
 }
 
-/// Runs the engine's server-side handshake checks on an upgrade request whose head another HTTP
-/// server already read (hyper, axum): `head` is the request head re-serialized as HTTP/1.1 bytes
-/// (request line, headers, empty line). In order: the core's validation (RFC 6455 §4.2.1, bounded
-/// by `config`'s handshake limits), `config`'s origin policy, then `choose`, which accepts with
-/// [`AcceptOptions`] or refuses with a [`Rejection`].
-pub fn negotiate<F>(head: &[u8], config: &Config, choose: F) -> Negotiation
+/// Runs the engine's server-side handshake on an upgrade request whose head another HTTP server
+/// already parsed (hyper, axum), without turning it back into bytes: the core's validation
+/// (RFC 6455 §4.2.1, bounded by `config`'s handshake limits), `config`'s origin policy, then
+/// `choose`, which accepts with [`AcceptOptions`] or refuses with a [`Rejection`]; the
+/// extensions `config` turns on are negotiated.
+pub fn negotiate<B, F>(request: &Request<B>, config: &Config, choose: F) -> Negotiation
 where
     F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
 {
-    let parse = |bytes: &[u8], status| {
-        HttpResponse::parse(bytes).unwrap_or_else(|| HttpResponse::new(status))
-    };
-    match decide(head, config, || Ok(()), choose) {
-        Decision::Accept {
-            response, agreed, ..
-        } => Negotiation::Accept {
-            response: parse(&response, 101),
-            agreed,
+    conclude(
+        ServerHandshake::from_request(request, &config.handshake),
+        choose,
+    )
+}
+
+/// [`negotiate`] on a request head taken apart (an axum extractor's `Parts`).
+pub fn negotiate_parts<F>(parts: &http::request::Parts, config: &Config, choose: F) -> Negotiation
+where
+    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
+{
+    conclude(
+        ServerHandshake::from_parts(parts, &config.handshake),
+        choose,
+    )
+}
+
+fn conclude<F>(
+    hs: Result<ServerHandshake<'_>, tidings_core::handshake::HandshakeError>,
+    choose: F,
+) -> Negotiation
+where
+    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
+{
+    match hs {
+        Err(e) => Negotiation::Refuse {
+            response: error_response(&e),
+            error: Error::Handshake(e),
         },
-        Decision::Refuse { response, error } => Negotiation::Refuse {
-            response: parse(&response, 500),
-            error,
+        Ok(hs) => match decide(&hs, choose) {
+            Decision::Accept { response, agreed } => Negotiation::Accept { response, agreed },
+            Decision::Refuse { response, error } => Negotiation::Refuse { response, error },
         },
     }
 }
 
+/// The answer to an invalid upgrade request.
+fn error_response(e: &tidings_core::handshake::HandshakeError) -> HttpResponse {
+    e.http_response()
+        .unwrap_or_else(|| HttpResponse::text(500, e.to_string()))
+}
+
 // ---- routes --------------------------------------------------------------------------------------
 
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// What a route's `init` step handed to its handler (type-erased; the route's constructor pairs
 /// the two with one type).
 type InitState = Box<dyn Any + Send>;
 type WsHandler = Arc<dyn Fn(WebSocket, RequestInfo, InitState) -> Task + Send + Sync>;
 type Init =
     Arc<dyn Fn(&UpgradeRequest<'_>) -> Result<(AcceptOptions, InitState), Rejection> + Send + Sync>;
-type HttpHandler =
-    Arc<dyn Fn(RequestInfo) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> + Send + Sync>;
+type AsyncInit = Arc<
+    dyn Fn(RequestInfo) -> BoxFuture<Result<(AcceptOptions, InitState), Rejection>> + Send + Sync,
+>;
+type HttpHandler = Arc<dyn Fn(Request<Bytes>) -> BoxFuture<Response<Body>> + Send + Sync>;
 type Choose = Arc<dyn Fn(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection> + Send + Sync>;
 
 /// One entry of a [`Server`]'s route table: a [`WebSocketRoute`] or an [`HttpRoute`].
@@ -873,32 +626,93 @@ impl Route {
         WebSocketRoute::with_init(init, handler)
     }
 
-    /// A plain HTTP route: `handler` answers every request on the path (any method) with an
-    /// [`HttpResponse`].
+    /// A WebSocket route whose `init` step is asynchronous: it receives the request (already
+    /// validated, within the limits) and may look things up — a session store, a database — before
+    /// it accepts with [`AcceptOptions`] and a state for `handler`, or refuses with a
+    /// [`Rejection`]. Nothing is upgraded until it has decided.
+    ///
+    /// ```
+    /// # use tidings_io::{AcceptOptions, Rejection, RequestInfo, Route};
+    /// async fn user_of(token: Option<Vec<u8>>) -> Option<String> {
+    ///     token.map(|t| String::from_utf8_lossy(&t).into_owned())
+    /// }
+    /// let route = Route::websocket_async(
+    ///     |info: RequestInfo| async move {
+    ///         match user_of(info.header("Authorization").map(<[u8]>::to_vec)).await {
+    ///             Some(user) => Ok((AcceptOptions::new(), user)),
+    ///             None => Err(Rejection::new(401)),
+    ///         }
+    ///     },
+    ///     |ws, _info, user: String| async move {
+    ///         let _ = (ws, user);
+    ///     },
+    /// );
+    /// ```
+    pub fn websocket_async<S, I, IFut, F, Fut>(init: I, handler: F) -> WebSocketRoute
+    where
+        S: Send + 'static,
+        I: Fn(RequestInfo) -> IFut + Send + Sync + 'static,
+        IFut: Future<Output = Result<(AcceptOptions, S), Rejection>> + Send + 'static,
+        F: Fn(WebSocket, RequestInfo, S) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut route = WebSocketRoute::with_handler(handler);
+        route.accept = Accept::Async(Arc::new(move |info| {
+            let fut = init(info);
+            Box::pin(async move {
+                fut.await
+                    .map(|(options, state)| (options, Box::new(state) as InitState))
+            })
+        }));
+        route
+    }
+
+    /// A plain HTTP route: `handler` answers every request on the path (any method). It receives
+    /// the request with its body read (up to the server's
+    /// [`max_body_size`](Server::max_body_size); `413` above it) and the client's [`PeerAddr`]
+    /// in the extensions, and answers with anything [`IntoResponse`]: an `http::Response` with a
+    /// whole or streaming body (Server-Sent Events: [`SseBody`](crate::sse::SseBody)), an
+    /// [`HttpResponse`], a status, a string.
     pub fn http<F, Fut>(handler: F) -> HttpRoute
     where
-        F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = HttpResponse> + Send + 'static,
+        F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoResponse,
     {
         HttpRoute::new(handler)
     }
+}
+
+/// How a WebSocket route decides about a request.
+#[derive(Clone)]
+enum Accept {
+    /// Choose a subprotocol from a list.
+    Protocols(Vec<String>),
+    /// A callback that accepts or refuses.
+    Choose(Choose),
+    /// An `init` step that also makes the handler's state.
+    Init(Init),
+    /// An asynchronous `init` step.
+    Async(AsyncInit),
 }
 
 /// A route that upgrades to a WebSocket; see [`Route::websocket`].
 #[derive(Clone)]
 pub struct WebSocketRoute {
     handler: WsHandler,
-    protocols: Vec<String>,
-    choose: Option<Choose>,
-    init: Option<Init>,
+    accept: Accept,
 }
 
 impl fmt::Debug for WebSocketRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let accept = match &self.accept {
+            Accept::Protocols(p) => format!("protocols {p:?}"),
+            Accept::Choose(_) => "choose".to_owned(),
+            Accept::Init(_) => "init".to_owned(),
+            Accept::Async(_) => "async init".to_owned(),
+        };
         f.debug_struct("WebSocketRoute")
-            .field("protocols", &self.protocols)
-            .field("choose", &self.choose.is_some())
-            .field("init", &self.init.is_some())
+            .field("accept", &accept)
             .finish()
     }
 }
@@ -912,9 +726,26 @@ impl WebSocketRoute {
     {
         WebSocketRoute {
             handler: Arc::new(move |ws, info, _| Box::pin(handler(ws, info))),
-            protocols: Vec::new(),
-            choose: None,
-            init: None,
+            accept: Accept::Protocols(Vec::new()),
+        }
+    }
+
+    fn with_handler<S, F, Fut>(handler: F) -> Self
+    where
+        S: Send + 'static,
+        F: Fn(WebSocket, RequestInfo, S) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: WsHandler = Arc::new(move |ws, info, state: InitState| {
+            match state.downcast::<S>() {
+                Ok(state) => Box::pin(handler(ws, info, *state)),
+                // Unreachable: the route's init step is the only producer of the state.
+                Err(_) => Box::pin(async {}),
+            }
+        });
+        WebSocketRoute {
+            handler,
+            accept: Accept::Protocols(Vec::new()),
         }
     }
 
@@ -926,66 +757,64 @@ impl WebSocketRoute {
         F: Fn(WebSocket, RequestInfo, S) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let handler: WsHandler = Arc::new(move |ws, info, state: InitState| {
-            match state.downcast::<S>() {
-                Ok(state) => Box::pin(handler(ws, info, *state)),
-                // Unreachable: `init` below is the only producer of the state.
-                Err(_) => Box::pin(async {}),
-            }
-        });
-        let init: Init = Arc::new(move |req| {
+        let mut route = Self::with_handler(handler);
+        route.accept = Accept::Init(Arc::new(move |req| {
             init(req).map(|(options, state)| (options, Box::new(state) as InitState))
-        });
-        WebSocketRoute {
-            handler,
-            protocols: Vec::new(),
-            choose: None,
-            init: Some(init),
-        }
+        }));
+        route
     }
 
     /// The subprotocols this route speaks: the first one the client offers (in the client's
     /// order of preference) is chosen; if none matches, the connection is accepted without a
     /// subprotocol (RFC 6455 §4.2.2 item 5.5 lets the client decide whether to go on).
+    /// Replaces a [`choose`](Self::choose) callback; ignored by routes with an `init` step.
     pub fn protocols<I, S>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.protocols = protocols.into_iter().map(Into::into).collect();
+        if matches!(self.accept, Accept::Protocols(_) | Accept::Choose(_)) {
+            self.accept = Accept::Protocols(protocols.into_iter().map(Into::into).collect());
+        }
         self
     }
 
     /// Decides about each request (after validation, the origin policy and the connection
     /// limits): accept with [`AcceptOptions`] (subprotocol, extra headers) or refuse with a
     /// [`Rejection`] (e.g. 401 for missing credentials). Replaces [`protocols`](Self::protocols).
-    /// A route made with [`Route::websocket_with`] decides with its `init` step instead.
+    /// A route made with [`Route::websocket_with`] or [`Route::websocket_async`] decides with its
+    /// `init` step instead.
     pub fn choose<F>(mut self, choose: F) -> Self
     where
         F: Fn(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection> + Send + Sync + 'static,
     {
-        self.choose = Some(Arc::new(choose));
+        if matches!(self.accept, Accept::Protocols(_) | Accept::Choose(_)) {
+            self.accept = Accept::Choose(Arc::new(choose));
+        }
         self
     }
+}
 
-    fn options(&self, req: &UpgradeRequest<'_>) -> Result<(AcceptOptions, InitState), Rejection> {
-        if let Some(init) = &self.init {
-            return init(req);
+/// The options of a synchronous decision (`None` for an asynchronous `init`).
+fn sync_options(
+    accept: &Accept,
+    req: &UpgradeRequest<'_>,
+) -> Option<Result<(AcceptOptions, InitState), Rejection>> {
+    let none = || Box::new(()) as InitState;
+    Some(match accept {
+        Accept::Init(init) => init(req),
+        Accept::Choose(choose) => choose(req).map(|options| (options, none())),
+        Accept::Protocols(protocols) => {
+            let offered = req.protocols();
+            let pick = offered.iter().find(|p| protocols.iter().any(|s| s == *p));
+            let options = match pick {
+                Some(p) => AcceptOptions::new().protocol(*p),
+                None => AcceptOptions::new(),
+            };
+            Ok((options, none()))
         }
-        let none = || Box::new(()) as InitState;
-        if let Some(choose) = &self.choose {
-            return choose(req).map(|options| (options, none()));
-        }
-        let offered = req.protocols();
-        let pick = offered
-            .iter()
-            .find(|p| self.protocols.iter().any(|s| s == *p));
-        let options = match pick {
-            Some(p) => AcceptOptions::new().protocol(*p),
-            None => AcceptOptions::new(),
-        };
-        Ok((options, none()))
-    }
+        Accept::Async(_) => return None,
+    })
 }
 
 /// A route that answers plain HTTP requests; see [`Route::http`].
@@ -1004,11 +833,15 @@ impl HttpRoute {
     /// See [`Route::http`].
     pub fn new<F, Fut>(handler: F) -> Self
     where
-        F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = HttpResponse> + Send + 'static,
+        F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoResponse,
     {
         HttpRoute {
-            handler: Arc::new(move |info| Box::pin(handler(info))),
+            handler: Arc::new(move |req| {
+                let fut = handler(req);
+                Box::pin(async move { fut.await.into_response() })
+            }),
         }
     }
 }
@@ -1062,6 +895,7 @@ pub struct Server<N> {
     config: Config,
     max_connections: Option<usize>,
     max_per_ip: Option<usize>,
+    max_body_size: usize,
     retry_after: Duration,
     shutdown_timeout: Duration,
     net: PhantomData<fn() -> N>,
@@ -1076,6 +910,7 @@ impl<N> fmt::Debug for Server<N> {
             .field("config", &self.config)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_per_ip)
+            .field("max_body_size", &self.max_body_size)
             .field("retry_after", &self.retry_after)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
@@ -1089,6 +924,7 @@ impl<N> Default for Server<N> {
             config: Config::default(),
             max_connections: None,
             max_per_ip: None,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
             retry_after: DEFAULT_RETRY_AFTER,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             net: PhantomData,
@@ -1097,8 +933,8 @@ impl<N> Default for Server<N> {
 }
 
 impl<N: Network> Server<N> {
-    /// No routes (every request gets 404), no connection limits, the default [`Config`], a 5 s
-    /// shutdown timeout.
+    /// No routes (every request gets 404), no connection limits, the default [`Config`], 1 MiB
+    /// request bodies, a 5 s shutdown timeout.
     pub fn new() -> Self {
         Self::default()
     }
@@ -1112,16 +948,16 @@ impl<N: Network> Server<N> {
     }
 
     /// The config of every connection: limits, timers and the origin policy of the handshake,
-    /// the handshake timeout (which also bounds reading a plain HTTP request and writing its
-    /// response).
+    /// and the handshake timeout, which bounds reading each request head (on a keep-alive
+    /// connection, also the wait for the next request).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
     /// The most connections served at once (WebSockets until their handler ends, plain HTTP
-    /// requests until answered). Above it requests are answered `503` with `Retry-After`.
-    /// Default: no limit.
+    /// requests until their response is sent). Above it requests are answered `503` with
+    /// `Retry-After`. Default: no limit.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max);
         self
@@ -1131,6 +967,13 @@ impl<N: Network> Server<N> {
     /// [`max_connections`](Self::max_connections). Default: no limit.
     pub fn max_connections_per_ip(mut self, max: usize) -> Self {
         self.max_per_ip = Some(max);
+        self
+    }
+
+    /// The largest request body an HTTP route receives; a longer one is answered `413 Content
+    /// Too Large` without calling the handler. Default 1 MiB.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
         self
     }
 
@@ -1181,15 +1024,17 @@ impl<N: Network> Server<N> {
             config: self.config,
             limiter: ConnectionLimiter::new(self.max_connections, self.max_per_ip),
             registry: Registry::new(),
+            max_body_size: self.max_body_size,
             retry_after: self.retry_after,
             shutdown_timeout: self.shutdown_timeout,
             stop: Mutex::new(StopState::default()),
+            next_watch: AtomicU64::new(0),
+            rt: N::runtime(),
         });
         Ok(Listening {
             listener,
             local_addr,
             shared,
-            rt: N::runtime(),
         })
     }
 }
@@ -1199,8 +1044,8 @@ struct StopState {
     requested: bool,
     /// The accept loop (and any other waiter).
     waiters: Waiters,
-    /// Connections still reading their request head, by registration id: a shutdown drops them.
-    heads: HashMap<u64, Waker>,
+    /// HTTP connections and streaming bodies, by watch id: a shutdown wakes them.
+    watchers: HashMap<u64, Waker>,
 }
 
 /// What the accept loop and every connection task share.
@@ -1209,9 +1054,12 @@ struct ServerShared {
     config: Config,
     limiter: Arc<ConnectionLimiter>,
     registry: Arc<Registry>,
+    max_body_size: usize,
     retry_after: Duration,
     shutdown_timeout: Duration,
     stop: Mutex<StopState>,
+    next_watch: AtomicU64,
+    rt: &'static dyn Runtime,
 }
 
 impl ServerShared {
@@ -1220,29 +1068,34 @@ impl ServerShared {
         if !st.requested {
             st.requested = true;
             st.waiters.wake_all();
-            for (_, waker) in st.heads.drain() {
+            for (_, waker) in st.watchers.drain() {
                 waker.wake();
             }
         }
     }
 
-    /// [`poll_stop`](Self::poll_stop) for the connection registered as `id`, in O(1).
+    /// A new id for [`poll_stop_for`](Self::poll_stop_for).
+    fn watch_id(&self) -> u64 {
+        self.next_watch.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`poll_stop`](Self::poll_stop) for the watcher `id`, in O(1).
     fn poll_stop_for(&self, id: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = lock(&self.stop);
         if st.requested {
             return Poll::Ready(());
         }
-        match st.heads.get_mut(&id) {
+        match st.watchers.get_mut(&id) {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => {
-                st.heads.insert(id, cx.waker().clone());
+                st.watchers.insert(id, cx.waker().clone());
             }
         }
         Poll::Pending
     }
 
-    fn forget_stop_waker(&self, id: u64) {
-        lock(&self.stop).heads.remove(&id);
+    fn forget_watcher(&self, id: u64) {
+        lock(&self.stop).watchers.remove(&id);
     }
 
     fn stopping(&self) -> bool {
@@ -1283,7 +1136,6 @@ pub struct Listening {
     listener: Box<dyn Listener>,
     local_addr: SocketAddr,
     shared: Arc<ServerShared>,
-    rt: &'static dyn Runtime,
 }
 
 impl fmt::Debug for Listening {
@@ -1308,10 +1160,11 @@ impl fmt::Debug for ServerHandle {
 }
 
 impl ServerHandle {
-    /// Starts the graceful shutdown: the serve future stops accepting, sends close 1001 (going
-    /// away) to every live WebSocket, and waits for the handlers, bounded by the shutdown timeout.
-    /// Connections still sending their request head are dropped, and requests already read but
-    /// not yet upgraded are answered `503`. Idempotent.
+    /// Starts the graceful shutdown: the serve future stops accepting, closes idle HTTP
+    /// connections, ends streaming responses, sends close 1001 (going away) to every live
+    /// WebSocket, and waits for the handlers, bounded by the shutdown timeout. Connections still
+    /// sending their request head are dropped, and requests already read but not yet upgraded
+    /// are answered `503`. Idempotent.
     pub fn shutdown(&self) {
         self.0.request_stop();
     }
@@ -1322,8 +1175,8 @@ impl ServerHandle {
         self.0.stopping()
     }
 
-    /// Connections being served: from accept until their handler ends (or the refusal is
-    /// written).
+    /// Connections being served: HTTP connections from accept until they close, WebSockets until
+    /// their handler ends.
     pub fn connections(&self) -> usize {
         self.0.registry.len()
     }
@@ -1364,10 +1217,11 @@ impl Listening {
 
     /// Serves until `signal` resolves (e.g. a Ctrl-C future) or [`ServerHandle::shutdown`] is
     /// called. Each connection runs in its own task. Then shuts down gracefully: closes the
-    /// listener, sends close 1001 (going away) to every live WebSocket — and to any whose
-    /// `101` was already on its way — drops connections still sending their request head,
-    /// answers requests read but not yet upgraded with `503`, and waits until every handler
-    /// (plain HTTP ones included) has ended or the shutdown timeout has passed.
+    /// listener, closes idle HTTP connections and ends streaming responses, sends close 1001
+    /// (going away) to every live WebSocket — and to any whose `101` was already on its way —
+    /// drops connections still sending their request head, answers requests read but not yet
+    /// upgraded with `503`, and waits until every handler (plain HTTP ones included) has ended
+    /// or the shutdown timeout has passed.
     ///
     /// Accept errors do not end the server: a failed connection is skipped, and other errors
     /// (out of file descriptors) pause accepting for 100 ms.
@@ -1378,9 +1232,9 @@ impl Listening {
         let Listening {
             mut listener,
             shared,
-            rt,
             ..
         } = self;
+        let rt = shared.rt;
         let mut signal = pin!(signal);
         let mut backoff = None;
         poll_fn(|cx| {
@@ -1399,7 +1253,7 @@ impl Listening {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok((io, peer))) => {
                         let registration = shared.registry.register();
-                        let task = connection(io, peer, shared.clone(), rt, registration);
+                        let task = connection(io, peer, shared.clone(), registration);
                         rt.spawn(Box::pin(task));
                     }
                     Poll::Ready(Err(e)) if is_connection_error(&e) => {}
@@ -1436,209 +1290,226 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 // ---- one connection ------------------------------------------------------------------------------
 
-/// What a connection goes on with after its handshake.
-enum Served {
-    Http {
-        handler: HttpHandler,
-        info: RequestInfo,
-        head_only: bool,
-    },
-    WebSocket {
-        handler: WsHandler,
-        info: RequestInfo,
-        agreed: Agreed,
-        leftover: BytesMut,
-        state: InitState,
-    },
-}
-
-/// Serves one accepted connection; `registration` and the permit count it until the end.
+/// Serves one accepted connection with hyper until it closes or upgrades; `registration` counts
+/// it until then.
 async fn connection(
-    mut io: Box<dyn Transport>,
+    io: Box<dyn Transport>,
     peer: SocketAddr,
     shared: Arc<ServerShared>,
-    rt: &'static dyn Runtime,
     registration: Registration,
 ) {
-    let config = &shared.config;
-    let opened = with_handshake_timeout(rt, config, async {
-        match read_head(&mut *io, &shared, registration.id).await? {
-            Some(buf) => answer(&mut *io, buf, peer, &shared).await,
-            None => Ok(None),
+    // Requests of this connection whose response is not sent yet: at a shutdown, a connection
+    // with none (idle, or still sending a request head) is dropped at once.
+    let busy = Arc::new(AtomicUsize::new(0));
+    let service_shared = shared.clone();
+    let service_busy = busy.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let shared = service_shared.clone();
+        let busy = Busy::new(&service_busy);
+        async move {
+            let (response, permit) = route(req, &shared, peer).await;
+            let watch = shared.watch_id();
+            Ok::<_, Infallible>(response.map(|body| {
+                Body::new(Guarded {
+                    body,
+                    shared,
+                    watch,
+                    _permit: permit,
+                    _busy: busy,
+                })
+            }))
         }
+    });
+    let limits = &shared.config.handshake.limits;
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(HyperTimer(shared.rt))
+        .header_read_timeout(shared.config.handshake_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_bytes.max(HYPER_MIN_BUF))
+        .serve_connection(HyperIo::new(io), service)
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let watch = shared.watch_id();
+    let mut stopping = false;
+    let _ = poll_fn(|cx| {
+        if !stopping && shared.poll_stop_for(watch, cx).is_ready() {
+            if busy.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            stopping = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        conn.as_mut().poll(cx)
     })
     .await;
-    let Ok(Some((served, _permit))) = opened else {
-        // Refused (and answered), failed, timed out, or dropped by a shutdown.
-        return;
-    };
-    match served {
-        Served::Http {
-            handler,
-            info,
-            head_only,
-        } => {
-            let response = handler(info).await.encode(head_only);
-            let _ = with_handshake_timeout(rt, config, async {
-                respond(&mut *io, &response).await;
-                Ok(())
-            })
-            .await;
-        }
-        Served::WebSocket {
-            handler,
-            info,
-            agreed,
-            leftover,
-            state,
-        } => {
-            let ws = from_transport(io, rt, Role::Server, config, agreed, &leftover);
-            registration.set_closer(ws.closer());
-            handler(ws, info, state).await;
-        }
+    shared.forget_watcher(watch);
+    drop(registration);
+}
+
+/// Counts a request of a connection until its response is sent (or dropped).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Busy(count.clone())
     }
 }
 
-/// Writes a complete response and shuts the transport down; errors are moot at this point.
-async fn respond(io: &mut dyn Transport, response: &[u8]) {
-    if write_all(io, response).await.is_ok() {
-        let _ = poll_fn(|cx| io.poll_shutdown(cx)).await;
-    }
-}
-
-/// Removes a connection's shutdown waker when its head is read (or the read is abandoned).
-struct HeadWait<'a> {
-    shared: &'a ServerShared,
-    id: u64,
-}
-
-impl Drop for HeadWait<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
-        self.shared.forget_stop_waker(self.id);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Reads a complete request head (and whatever followed it). `None`: a shutdown started first;
-/// the connection is dropped without an answer. An invalid head is answered with its status.
-async fn read_head(
-    io: &mut dyn Transport,
-    shared: &ServerShared,
-    id: u64,
-) -> Result<Option<BytesMut>, Error> {
-    let limits = &shared.config.limits;
-    let wait = HeadWait { shared, id };
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        let read = {
-            let mut read = pin!(read_some(io, &mut buf));
-            poll_fn(|cx| {
-                if let Poll::Ready(result) = read.as_mut().poll(cx) {
-                    return Poll::Ready(Some(result));
-                }
-                shared.poll_stop_for(id, cx).map(|()| None)
-            })
-            .await
-        };
-        match read {
-            None => return Ok(None),
-            Some(result) => result?,
-        }
-        match parse_head(&buf, limits) {
-            Ok(Status::Partial) => continue,
-            Ok(Status::Complete(_)) => break,
-            Err(e) => {
-                drop(wait);
-                if let Some(response) = e.response() {
-                    respond(io, &response).await;
-                }
-                return Err(Error::Handshake(e));
-            }
-        }
-    }
-    drop(wait);
-    Ok(Some(buf))
-}
-
-/// Routes a complete request head, applies the limits and (for a WebSocket route) answers the
-/// upgrade. `None`: the request was refused and answered.
-async fn answer(
-    io: &mut dyn Transport,
-    mut buf: BytesMut,
+/// Answers one request: 404, an HTTP route, or a WebSocket upgrade; with the permit an HTTP
+/// route's response holds until it is sent.
+async fn route(
+    req: Request<Incoming>,
+    shared: &Arc<ServerShared>,
     peer: SocketAddr,
-    shared: &ServerShared,
-) -> Result<Option<(Served, ConnectionPermit)>, Error> {
-    let config = &shared.config;
-    let Ok(Status::Complete((head, _))) = parse_head(&buf, &config.limits) else {
-        return Err(Error::Handshake(HandshakeError::Malformed("request head")));
+) -> (Response<Body>, Option<ConnectionPermit>) {
+    let Some(Route(route)) = shared.routes.get(req.uri().path()).cloned() else {
+        let response = (StatusCode::NOT_FOUND, "no route for this path").into_response();
+        return (response, None);
     };
-    let Some(Route(route)) = shared.routes.get(head.path) else {
-        let response = Rejection::new(404)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body("no route for this path");
-        respond(io, &response.to_response()).await;
-        return Ok(None);
-    };
-    let mut info = RequestInfo::from_head(&head, peer);
-    let head_only = head.method == "HEAD";
     match route {
-        RouteKind::Http(route) => {
-            let admitted = if head.has_body() {
-                Err(Rejection::new(413).body("request bodies are not supported"))
-            } else {
-                shared.admit(peer.ip())
-            };
-            match admitted {
-                Ok(permit) => Ok(Some((
-                    Served::Http {
-                        handler: route.handler.clone(),
-                        info,
-                        head_only,
-                    },
-                    permit,
-                ))),
-                Err(rejection) => {
-                    respond(io, &rejection.to_response()).await;
-                    Ok(None)
-                }
-            }
+        RouteKind::Http(route) => serve_http(&route, req, shared, peer).await,
+        RouteKind::WebSocket(route) => (serve_websocket(&route, req, shared, peer).await, None),
+    }
+}
+
+async fn serve_http(
+    route: &HttpRoute,
+    req: Request<Incoming>,
+    shared: &Arc<ServerShared>,
+    peer: SocketAddr,
+) -> (Response<Body>, Option<ConnectionPermit>) {
+    let permit = match shared.admit(peer.ip()) {
+        Ok(permit) => permit,
+        Err(rejection) => return (rejection.into_response(), None),
+    };
+    let (mut parts, body) = req.into_parts();
+    let body = match Limited::new(body, shared.max_body_size).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            let response =
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+            return (response, None);
         }
-        RouteKind::WebSocket(route) => {
-            let mut state = None;
-            let decision = decide(
-                &buf,
-                config,
-                || shared.admit(peer.ip()),
-                |req| {
-                    let (options, init) = route.options(req)?;
-                    state = Some(init);
-                    Ok(options)
-                },
+        Err(e) => {
+            return (
+                (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+                None,
             );
-            match decision {
-                Decision::Refuse { response, .. } => {
-                    respond(io, &response).await;
-                    Ok(None)
-                }
-                Decision::Accept {
-                    response,
-                    agreed,
-                    consumed,
-                    admitted,
-                } => {
-                    write_all(io, &response).await?;
-                    info.subprotocol = agreed.protocol.clone();
-                    let leftover = buf.split_off(consumed);
-                    let served = Served::WebSocket {
-                        handler: route.handler.clone(),
-                        info,
-                        agreed,
-                        leftover,
-                        state: state.unwrap_or_else(|| Box::new(())),
-                    };
-                    Ok(Some((served, admitted)))
-                }
-            }
         }
+    };
+    parts.extensions.insert(PeerAddr(peer));
+    let response = (route.handler)(Request::from_parts(parts, body)).await;
+    (response, Some(permit))
+}
+
+async fn serve_websocket(
+    route: &WebSocketRoute,
+    mut req: Request<Incoming>,
+    shared: &Arc<ServerShared>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
+    let hs = match ServerHandshake::from_parts(&parts, &shared.config.handshake) {
+        Ok(hs) => hs,
+        Err(e) => return error_response(&e).into_response(),
+    };
+    let permit = match shared.admit(peer.ip()) {
+        Ok(permit) => permit,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let decided = match sync_options(&route.accept, hs.request()) {
+        Some(decided) => decided,
+        None => {
+            let Accept::Async(init) = &route.accept else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let decided = init(RequestInfo::snapshot(&parts, peer)).await;
+            if shared.stopping() {
+                return shared.unavailable("server shutting down").into_response();
+            }
+            decided
+        }
+    };
+    let (decision, state) = match decided {
+        Ok((options, state)) => (accept_options(&hs, options), state),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let (response, mut agreed) = match decision {
+        Decision::Accept { response, agreed } => (response, agreed),
+        Decision::Refuse { response, .. } => return response.into_response(),
+    };
+    drop(hs);
+    let mut info = RequestInfo::new(parts, peer);
+    info.subprotocol = agreed.protocol().map(str::to_owned);
+    let registration = shared.registry.register();
+    let handler = route.handler.clone();
+    let task_shared = shared.clone();
+    shared.rt.spawn(Box::pin(async move {
+        let shared = task_shared;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let Ok(parts) = upgraded.downcast::<HyperIo>() else {
+            return;
+        };
+        let (io, staged) = parts.io.into_parts();
+        agreed.feed(&parts.read_buf);
+        agreed.feed(&staged);
+        let ws = from_transport(io, shared.rt, &shared.config, agreed);
+        registration.set_closer(ws.closer());
+        let _permit = permit;
+        handler(ws, info, state).await;
+        drop(registration);
+    }));
+    response.into_response()
+}
+
+/// A response body that holds its connection permit (HTTP routes) and its request's place in
+/// the connection's count until it is sent, and ends a stream that is still open when the server
+/// shuts down.
+struct Guarded {
+    body: Body,
+    shared: Arc<ServerShared>,
+    watch: u64,
+    _permit: Option<ConnectionPermit>,
+    _busy: Busy,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending => this.shared.poll_stop_for(this.watch, cx).map(|()| None),
+            ready => ready,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.shared.forget_watcher(self.watch);
     }
 }
 
@@ -1646,103 +1517,20 @@ async fn answer(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tidings_core::handshake::HandshakeError;
 
-    const UPGRADE: &[u8] = b"GET /chat?room=1 HTTP/1.1\r\n\
-        Host: example.com\r\n\
-        Upgrade: websocket\r\n\
-        Connection: Upgrade\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-        Sec-WebSocket-Protocol: chat, superchat\r\n\
-        Sec-WebSocket-Version: 13\r\n\r\n";
-
-    fn head(buf: &[u8]) -> Result<Status<(Head<'_>, usize)>, HandshakeError> {
-        parse_head(buf, &Limits::default())
-    }
-
-    #[test]
-    fn head_parses_path_query_headers_and_length() {
-        let mut buf = UPGRADE.to_vec();
-        buf.extend_from_slice(b"\x81\x00");
-        let Status::Complete((h, n)) = head(&buf).unwrap() else {
-            panic!("partial")
-        };
-        assert_eq!(n, UPGRADE.len());
-        assert_eq!(
-            (h.method, h.path, h.query),
-            ("GET", "/chat", Some("room=1"))
-        );
-        assert_eq!(h.headers.len(), 6);
-        assert_eq!(h.headers[0], ("Host", &b"example.com"[..]));
-        assert!(!h.has_body());
-    }
-
-    #[test]
-    fn head_is_partial_until_the_empty_line_at_any_split() {
-        for cut in 0..UPGRADE.len() {
-            assert!(head(&UPGRADE[..cut]).unwrap().is_partial(), "cut at {cut}");
+    fn upgrade(extra: &[(&str, &str)]) -> http::request::Parts {
+        let mut builder = Request::get("/chat?room=1")
+            .header("Host", "example.com")
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("Sec-WebSocket-Protocol", "chat, superchat")
+            .header("Sec-WebSocket-Version", "13");
+        for (n, v) in extra {
+            builder = builder.header(*n, *v);
         }
-        let bare = b"GET / HTTP/1.1\nHost: a\n\n";
-        assert!(head(bare).unwrap().is_complete());
-    }
-
-    #[test]
-    fn head_refuses_what_is_not_http_1() {
-        let bad: &[&[u8]] = &[
-            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
-            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
-            b"GET / HTTP/1.1\r\nBad Name: a\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n",
-            b"GET /#frag HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
-        ];
-        for buf in bad {
-            let e = head(buf).err().unwrap_or_else(|| panic!("{buf:?} passed"));
-            assert_eq!(e.status(), Some(400), "{buf:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn head_is_bounded_by_the_limits() {
-        let limits = Limits {
-            max_headers: 2,
-            max_bytes: 64,
-        };
-        let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
-        assert_eq!(
-            parse_head(many, &limits).err(),
-            Some(HandshakeError::TooManyHeaders)
-        );
-        let long = [b'a'; 65];
-        assert_eq!(
-            parse_head(&long, &limits).err(),
-            Some(HandshakeError::TooLarge { limit: 64 })
-        );
-        assert!(parse_head(&long[..64], &limits).unwrap().is_partial());
-    }
-
-    #[test]
-    fn absolute_form_targets_route_by_their_path() {
-        assert_eq!(split_target("http://h:1/a?b").unwrap(), ("/a", Some("b")));
-        assert_eq!(split_target("http://h").unwrap(), ("/", None));
-        assert_eq!(split_target("http://h?q").unwrap(), ("/", Some("q")));
-        assert!(split_target("*").is_err());
-    }
-
-    #[test]
-    fn bodies_are_detected() {
-        for (line, body) in [
-            ("Content-Length: 0", false),
-            ("Content-Length: 5", true),
-            ("Transfer-Encoding: chunked", true),
-        ] {
-            let buf = format!("POST / HTTP/1.1\r\nHost: a\r\n{line}\r\n\r\n");
-            let Status::Complete((h, _)) = head(buf.as_bytes()).unwrap() else {
-                panic!()
-            };
-            assert_eq!(h.has_body(), body, "{line}");
-        }
+        builder.body(()).unwrap().into_parts().0
     }
 
     #[test]
@@ -1785,7 +1573,7 @@ mod tests {
     #[test]
     fn negotiate_accepts_with_the_engine_headers() {
         let config = Config::default();
-        let n = negotiate(UPGRADE, &config, |req| {
+        let n = negotiate_parts(&upgrade(&[]), &config, |req| {
             assert_eq!(req.path(), "/chat");
             Ok(AcceptOptions::new()
                 .protocol("superchat")
@@ -1794,7 +1582,7 @@ mod tests {
         let Negotiation::Accept { response, agreed } = n else {
             panic!("{n:?}")
         };
-        assert_eq!(agreed.protocol.as_deref(), Some("superchat"));
+        assert_eq!(agreed.protocol(), Some("superchat"));
         assert_eq!(response.status(), 101);
         let headers: Vec<_> = response.headers().collect();
         assert_eq!(
@@ -1813,7 +1601,7 @@ mod tests {
     #[test]
     fn negotiate_refuses_with_the_status_of_the_error() {
         let config = Config::default();
-        let n = negotiate(UPGRADE, &config, |_| {
+        let n = negotiate_parts(&upgrade(&[]), &config, |_| {
             Err(Rejection::new(401).header("WWW-Authenticate", "Basic"))
         });
         let Negotiation::Refuse { response, error } = n else {
@@ -1821,51 +1609,26 @@ mod tests {
         };
         assert_eq!(response.status(), 401);
         assert!(matches!(error, Error::Refused(401)));
-        assert!(
-            response
-                .headers()
-                .any(|h| h == ("WWW-Authenticate", "Basic"))
-        );
-        assert!(!response.headers().any(|(n, _)| n == "Content-Length"));
+        assert_eq!(response.get_header("WWW-Authenticate"), Some("Basic"));
 
-        let old = String::from_utf8_lossy(UPGRADE).replace("Version: 13", "Version: 8");
+        let mut old = upgrade(&[]);
+        old.headers
+            .insert("Sec-WebSocket-Version", http::HeaderValue::from_static("8"));
         let Negotiation::Refuse { response, error } =
-            negotiate(old.as_bytes(), &config, |_| unreachable!())
+            negotiate_parts(&old, &config, |_| unreachable!())
         else {
             panic!()
         };
         assert_eq!(response.status(), 426);
-        assert!(
-            response
-                .headers()
-                .any(|h| h == ("Sec-WebSocket-Version", "13"))
-        );
+        assert_eq!(response.get_header("Sec-WebSocket-Version"), Some("13"));
         assert!(matches!(
             error,
             Error::Handshake(HandshakeError::UnsupportedVersion)
         ));
         assert!(!response.get_body().is_empty());
 
-        let foreign = String::from_utf8_lossy(UPGRADE).replace(
-            "Host: example.com",
-            "Host: example.com\r\nOrigin: https://evil.test",
-        );
-        let n = negotiate(foreign.as_bytes(), &config, |_| unreachable!());
+        let foreign = upgrade(&[("Origin", "https://evil.test")]);
+        let n = negotiate_parts(&foreign, &config, |_| unreachable!());
         assert!(matches!(n, Negotiation::Refuse { response, .. } if response.status() == 403));
-    }
-
-    #[test]
-    fn http_response_encodes_with_close_and_length_and_head_drops_the_body() {
-        let r = HttpResponse::text(200, "hello").header("X-A", "1");
-        let full = String::from_utf8(r.encode(false)).unwrap();
-        assert!(full.starts_with("HTTP/1.1 200 OK\r\n"), "{full}");
-        assert!(full.contains("\r\nConnection: close\r\n"), "{full}");
-        assert!(full.contains("\r\nContent-Length: 5\r\n"), "{full}");
-        assert!(full.ends_with("\r\n\r\nhello"), "{full}");
-        let head = String::from_utf8(r.encode(true)).unwrap();
-        assert_eq!(head, full.strip_suffix("hello").unwrap());
-        let back = HttpResponse::parse(full.as_bytes()).unwrap();
-        assert_eq!(back.status(), 200);
-        assert_eq!(back.get_body(), "hello");
     }
 }

@@ -328,7 +328,9 @@ impl WebSocket {
     }
 
     /// The next data message; `None` once the connection has closed cleanly, `Some(Err(_))`
-    /// once if it failed (protocol error, timeout, transport error).
+    /// once if it failed (protocol error, timeout, transport error; [`Error::close_code`]).
+    /// Then [`close_outcome`](Self::close_outcome) tells how it ended: the peer's close code and
+    /// reason, who closed, whether it was clean.
     ///
     /// Cancellation-safe: dropping the future before it completes loses nothing.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
@@ -422,7 +424,9 @@ impl WebSocket {
         self.write.is_closed()
     }
 
-    /// How the connection ended, once it has.
+    /// How the connection ended, once it has: the close code and reason received (RFC 6455
+    /// §7.1.5: 1005 for a close frame without a code, 1006 when none arrived), the frame sent,
+    /// who started the close, whether it was clean, and the error if it failed.
     pub fn close_outcome(&self) -> Option<CloseOutcome> {
         self.write.close_outcome()
     }
@@ -472,6 +476,14 @@ impl ReadHalf {
     /// Whether this half and `write` belong to the same connection.
     pub fn is_pair_of(&self, write: &WriteHalf) -> bool {
         Arc::ptr_eq(&self.handle.0, &write.handle.0)
+    }
+
+    /// How the connection ended, once it has: after [`recv`](Self::recv) returned `None` (a
+    /// clean close, whatever its code) or its one error, the close code and reason received,
+    /// the frame sent, who started the close and whether it was clean. The same as
+    /// [`WebSocket::close_outcome`], for a reader whose writer lives elsewhere.
+    pub fn close_outcome(&self) -> Option<CloseOutcome> {
+        self.handle.0.lock().outcome.clone()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Server side: accept an upgrade on any smol (`futures-io`) stream.
 
 use futures_io::{AsyncRead, AsyncWrite};
-use tidings_io::{AcceptOptions, Config, Error, Rejection, Role, UpgradeRequest, WebSocket};
+use tidings_io::{AcceptOptions, Config, Error, Rejection, UpgradeRequest, WebSocket};
 
 use crate::io::{RUNTIME, transport};
 
@@ -51,24 +51,12 @@ where
 }
 
 /// A WebSocket on a stream whose handshake was done elsewhere (an HTTP server's upgrade), with
-/// what was agreed: an [`Agreed`](tidings_io::Agreed) from [`tidings_io::negotiate`] (subprotocol
-/// and permessage-deflate), or just the subprotocol as an `Option<String>`. `role` is
-/// [`Role::Server`] for an upgraded server connection.
-pub fn from_upgraded<S>(
-    stream: S,
-    role: Role,
-    config: &Config,
-    agreed: impl Into<tidings_io::Agreed>,
-) -> WebSocket
+/// what was [`Agreed`](tidings_io::Agreed): from [`tidings_io::negotiate`] (role, subprotocol,
+/// permessage-deflate, and any bytes the server read past the head), or
+/// `Agreed::new(Role::Server, protocol)` for a handshake of your own.
+pub fn from_upgraded<S>(stream: S, config: &Config, agreed: tidings_io::Agreed) -> WebSocket
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tidings_io::from_transport(
-        transport(stream),
-        &RUNTIME,
-        role,
-        config,
-        agreed.into(),
-        &[],
-    )
+    tidings_io::from_transport(transport(stream), &RUNTIME, config, agreed)
 }

@@ -36,6 +36,7 @@
 mod accept;
 mod connect;
 mod io;
+#[cfg(feature = "server")]
 pub mod server;
 
 #[cfg(feature = "rustls")]

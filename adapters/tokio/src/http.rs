@@ -64,13 +64,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{HOST, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tidings_io::{HttpResponse, Negotiation};
+use tidings_io::Negotiation;
 
-use crate::{AcceptOptions, Config, Error, Rejection, Role, UpgradeRequest, WebSocket};
+use crate::{AcceptOptions, Config, Error, Rejection, UpgradeRequest, WebSocket};
 
 /// Whether `req` asks for a WebSocket upgrade (`Upgrade: websocket` and `Connection: upgrade`);
 /// for a handler that serves plain HTTP and WebSocket on one path.
@@ -114,18 +113,17 @@ where
     R: From<Bytes>,
     F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
 {
-    let head = request_head(req);
-    match tidings_io::negotiate(&head, config, choose) {
+    match tidings_io::negotiate(req, config, choose) {
         Negotiation::Accept { response, agreed } => {
             let upgrade = UpgradeFut {
                 on: hyper::upgrade::on(req),
                 config: config.clone(),
                 agreed: Some(agreed),
             };
-            Ok((to_response(response), upgrade))
+            Ok((response.into_http(), upgrade))
         }
         Negotiation::Refuse { response, error } => Err(Refused {
-            response: to_response(response),
+            response: response.into_http(),
             error,
         }),
     }
@@ -154,7 +152,10 @@ where
     F: tidings_hub::HandlerFactory,
 {
     if hub.is_closed() {
-        return to_response(HttpResponse::from(Rejection::new(503).body("hub closed")));
+        return Rejection::new(503)
+            .body("hub closed")
+            .to_http_response()
+            .into_http();
     }
     let mut admitted = None;
     let upgraded = upgrade(req, config, |r| {
@@ -239,7 +240,7 @@ impl fmt::Debug for UpgradeFut {
 impl UpgradeFut {
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.agreed.as_ref()?.protocol.as_deref()
+        self.agreed.as_ref()?.protocol()
     }
 
     /// The extensions agreed in the handshake (`Sec-WebSocket-Extensions`), if any.
@@ -254,70 +255,30 @@ impl Future for UpgradeFut {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let upgraded = ready!(Pin::new(&mut this.on).poll(cx)).map_err(io::Error::other)?;
-        let ws = crate::from_upgraded(
-            TokioIo::new(upgraded),
-            Role::Server,
-            &this.config,
-            this.agreed.take().unwrap_or_default(),
-        );
+        let Some(mut agreed) = this.agreed.take() else {
+            return Poll::Ready(Err(Error::Io(io::Error::other(
+                "upgrade polled after completion",
+            ))));
+        };
+        // A connection hyper served over a tokio TCP stream (hyper-util's `TokioIo`) is taken
+        // back whole: the WebSocket then runs on the socket itself, with the bytes hyper read
+        // past the head fed first. Any other I/O is driven through hyper's upgraded stream.
+        let ws = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => {
+                agreed.feed(&parts.read_buf);
+                crate::from_upgraded(parts.io.into_inner(), &this.config, agreed)
+            }
+            Err(upgraded) => crate::from_upgraded(TokioIo::new(upgraded), &this.config, agreed),
+        };
         Poll::Ready(Ok(ws))
     }
-}
-
-/// The request head as HTTP/1.1 bytes, as the engine would have read it from the socket.
-fn request_head<B>(req: &Request<B>) -> Vec<u8> {
-    let mut head = Vec::with_capacity(512);
-    head.extend_from_slice(req.method().as_str().as_bytes());
-    head.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(match req.version() {
-        Version::HTTP_11 => b" HTTP/1.1\r\n",
-        Version::HTTP_10 | Version::HTTP_09 => b" HTTP/1.0\r\n",
-        // HTTP/2 and HTTP/3 carry WebSockets differently (RFC 8441, RFC 9220): not supported,
-        // and refused as a malformed version.
-        _ => b" HTTP/2.0\r\n",
-    });
-    if !req.headers().contains_key(HOST)
-        && let Some(authority) = req.uri().authority()
-    {
-        push_header(&mut head, "host", authority.as_str().as_bytes());
-    }
-    for (name, value) in req.headers() {
-        push_header(&mut head, name.as_str(), value.as_bytes());
-    }
-    head.extend_from_slice(b"\r\n");
-    head
-}
-
-fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
-    head.extend_from_slice(name.as_bytes());
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
-}
-
-/// The engine's response as an `http::Response`.
-fn to_response<R: From<Bytes>>(response: HttpResponse) -> Response<R> {
-    let (status, headers, body) = response.into_parts();
-    let mut out = Response::new(R::from(body));
-    *out.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in headers {
-        // The engine only writes valid names and values.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            out.headers_mut().append(name, value);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::{HeaderValue, StatusCode, Version};
 
     fn request(version: Version) -> Request<()> {
         Request::builder()

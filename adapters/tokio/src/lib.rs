@@ -37,6 +37,7 @@
 mod accept;
 mod connect;
 mod io;
+#[cfg(feature = "server")]
 pub mod server;
 
 #[cfg(feature = "rustls")]

@@ -67,9 +67,12 @@ use std::task::{Context, Poll};
 
 use tidings_io::{Network, Runtime, Transport};
 
+#[cfg(feature = "json")]
+pub use tidings_io::Json;
 pub use tidings_io::{
-    DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_TIMEOUT, HttpResponse, HttpRoute, Idle, Listening,
-    RequestInfo, Route, ServerHandle, ShutdownReport, WebSocketRoute,
+    Body, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_TIMEOUT, HttpResponse,
+    HttpRoute, Idle, IntoResponse, Listening, PeerAddr, RequestInfo, Route, ServerHandle,
+    ShutdownReport, WebSocketRoute,
 };
 // The building blocks, for WebSockets served by another HTTP server (hyper, axum): connection
 // limits with RAII permits, and a registry of live connections to close them all at shutdown.

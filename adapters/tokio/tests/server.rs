@@ -6,6 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Request;
+
 use tidings_tokio::core::handshake::HandshakeError;
 use tidings_tokio::server::{
     HttpResponse, RequestInfo, Route, Server, ServerHandle, ShutdownReport,

@@ -310,9 +310,24 @@ pub fn parse_response(
     let (Some(version), Some(code)) = (resp.version, resp.code) else {
         return Err(HandshakeError::Malformed("status line"));
     };
-    let reason = resp.reason.unwrap_or("").to_owned();
+    let reason = resp.reason.unwrap_or("");
     let count = resp.headers.len();
     headers.truncate(count);
+    let resp = validate_response(version, code, reason, &headers, req)?;
+    Ok(Status::Complete((resp, consumed)))
+}
+
+/// The checks of [`parse_response`] on a head that is already split into its parts (by httparse
+/// here, or by an HTTP client: see `ClientHandshake::from_response`). `version` is the minor
+/// version of HTTP/1.x.
+pub(crate) fn validate_response(
+    version: u8,
+    code: u16,
+    reason: &str,
+    headers: &[httparse::Header<'_>],
+    req: &ClientRequest,
+) -> Result<ServerResponse, HandshakeError> {
+    let reason = reason.to_owned();
     let owned = || {
         headers
             .iter()
@@ -376,12 +391,11 @@ pub fn parse_response(
             return Err(HandshakeError::ExtensionNotOffered(e.name.clone()));
         }
     }
-    let resp = ServerResponse {
+    Ok(ServerResponse {
         protocol,
         extensions,
         headers: owned(),
-    };
-    Ok(Status::Complete((resp, consumed)))
+    })
 }
 
 /// A request target in origin-form: `/`, then visible ASCII, no fragment.

@@ -39,6 +39,7 @@
 //! [`Limits`]; beyond it the parsers fail with `431`.
 
 mod client;
+mod flow;
 mod headers;
 mod origin;
 mod server;
@@ -51,6 +52,7 @@ use sha1::{Digest, Sha1};
 #[cfg(feature = "getrandom")]
 pub use client::generate_key;
 pub use client::{ClientRequest, ServerResponse, UrlInfo, parse_response};
+pub use flow::{Agreed, ClientHandshake, HandshakeConfig, HttpResponse, ServerHandshake};
 pub use headers::{
     ExtensionOffer, find_header, is_token, is_valid_header_value, list_contains, parse_extensions,
     parse_protocols, render_extensions,
@@ -260,17 +262,7 @@ impl HandshakeError {
     /// A `426` carries `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and `Upgrade: websocket`
     /// (RFC 9110 §15.5.22); a `405` carries `Allow: GET` (RFC 9110 §15.5.6).
     pub fn response(&self) -> Option<Vec<u8>> {
-        let status = self.status()?;
-        let body = self.to_string();
-        let extra: &[(&str, &str)] = match status {
-            405 => &[("Allow", "GET")],
-            426 => &[
-                ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
-                ("Upgrade", "websocket"),
-            ],
-            _ => &[],
-        };
-        Some(server::build_rejection(status, extra, body.as_bytes()))
+        self.http_response().map(|r| r.encode())
     }
 }
 

@@ -8,7 +8,7 @@ use super::headers::{
     push_header, trim_ows,
 };
 use super::origin::split_host_port;
-use super::{ExtensionOffer, HandshakeError, Limits, Status, WEBSOCKET_VERSION, accept_key};
+use super::{ExtensionOffer, HandshakeError, Limits, Status, WEBSOCKET_VERSION};
 
 /// A validated WebSocket upgrade request, borrowing from the buffer it was parsed from.
 ///
@@ -80,7 +80,19 @@ pub fn parse_request<'b>(
     };
     let count = req.headers.len();
     headers.truncate(count);
+    let req = validate_request(method, target, version, headers)?;
+    Ok(Status::Complete((req, consumed)))
+}
 
+/// The checks of [`parse_request`] on a head that is already split into its parts (by httparse
+/// here, or by another HTTP server: see `ServerHandshake::from_parts`). `version` is the minor
+/// version of HTTP/1.x.
+pub(crate) fn validate_request<'b>(
+    method: &'b str,
+    target: &'b str,
+    version: u8,
+    headers: Vec<httparse::Header<'b>>,
+) -> Result<UpgradeRequest<'b>, HandshakeError> {
     if method != "GET" {
         return Err(HandshakeError::MethodNotAllowed);
     }
@@ -143,7 +155,7 @@ pub fn parse_request<'b>(
         ));
     }
 
-    let req = UpgradeRequest {
+    Ok(UpgradeRequest {
         method,
         target,
         path,
@@ -152,8 +164,7 @@ pub fn parse_request<'b>(
         host,
         key,
         origin,
-    };
-    Ok(Status::Complete((req, consumed)))
+    })
 }
 
 impl<'b> UpgradeRequest<'b> {
@@ -232,40 +243,7 @@ impl<'b> UpgradeRequest<'b> {
     ///   this function writes itself (`Upgrade`, `Connection`, `Sec-WebSocket-*`), or would give the
     ///   `101` a body (`Content-Length`, `Transfer-Encoding`).
     pub fn accept(&self, opts: &AcceptOptions) -> Result<Vec<u8>, HandshakeError> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-        push_header(&mut out, "Upgrade", "websocket");
-        push_header(&mut out, "Connection", "Upgrade");
-        push_header(&mut out, "Sec-WebSocket-Accept", &accept_key(self.key));
-        if let Some(p) = &opts.protocol {
-            if !self.protocols().contains(&p.as_str()) {
-                return Err(HandshakeError::InvalidProtocol(p.clone()));
-            }
-            push_header(&mut out, "Sec-WebSocket-Protocol", p);
-        }
-        if let Some(e) = &opts.extensions {
-            if !is_valid_header_value(e) {
-                return Err(HandshakeError::InvalidExtension(e.clone()));
-            }
-            let chosen = parse_extensions([e.as_bytes()])
-                .map_err(|_| HandshakeError::InvalidExtension(e.clone()))?;
-            let offered = self.extensions();
-            if let Some(c) = chosen
-                .iter()
-                .find(|c| !offered.iter().any(|o| o.name.eq_ignore_ascii_case(&c.name)))
-            {
-                return Err(HandshakeError::InvalidExtension(c.name.clone()));
-            }
-            if !chosen.is_empty() {
-                push_header(&mut out, "Sec-WebSocket-Extensions", e);
-            }
-        }
-        for (name, value) in &opts.headers {
-            check_extra_header(name, value, RESERVED_IN_101)?;
-            push_header(&mut out, name, value);
-        }
-        out.extend_from_slice(b"\r\n");
-        Ok(out)
+        self.accept_response(opts).map(|r| r.encode())
     }
 
     /// Builds a response that refuses this request; the same as [`reject_response`].
@@ -390,7 +368,7 @@ pub(crate) fn build_rejection(status: u16, headers: &[(&str, &str)], body: &[u8]
     out
 }
 
-const RESERVED_IN_101: &[&str] = &[
+pub(crate) const RESERVED_IN_101: &[&str] = &[
     "Upgrade",
     "Connection",
     "Sec-WebSocket-Accept",

@@ -52,10 +52,14 @@ fn has_header(headers: &[(String, Vec<u8>)], name: &str, value: &str) -> bool {
         .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value.as_bytes())
 }
 
-/// One plain HTTP request over TCP; the whole response.
+/// One plain HTTP request over TCP (sent with `Connection: close`); the whole response.
 async fn http_get(base: &str, request: &str) -> String {
     let addr = base.trim_start_matches("ws://");
     let mut tcp = TcpStream::connect(addr).await.expect("tcp");
+    let request = request
+        .strip_suffix("\r\n\r\n")
+        .map(|head| format!("{head}\r\nConnection: close\r\n\r\n"))
+        .unwrap_or_else(|| request.to_owned());
     tcp.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     tcp.read_to_end(&mut response).await.expect("read");
@@ -68,8 +72,8 @@ async fn routes_serve_websocket_and_plain_http_and_refuse_unknown_paths_with_404
         .route("/info", Route::websocket(describe).protocols(["p1", "p2"]))
         .route(
             "/",
-            Route::http(|info: RequestInfo| async move {
-                HttpResponse::text(200, format!("hello {}", info.method()))
+            Route::http(|req: Request<Bytes>| async move {
+                HttpResponse::text(200, format!("hello {}", req.method()))
             }),
         );
     let (base, handle, serving) = start(server).await;
