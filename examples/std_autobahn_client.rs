@@ -8,6 +8,7 @@
 //! asks the server to write its reports (the Autobahn client convention).
 
 use tidings_core::ext::deflate::DeflateConfig;
+use tidings_core::handshake::HandshakeConfig;
 use tidings_core::{Config, Event, Message};
 use tidings_examples::blocking;
 
@@ -30,14 +31,18 @@ fn main() -> std::io::Result<()> {
     let mut ws = blocking::connect(
         &format!("{url}/updateReports?agent={agent}"),
         Config::default(),
-        &[],
+        &HandshakeConfig::new(),
     )?;
     while ws.next_event()?.is_some() {}
     Ok(())
 }
 
 fn case_count(url: &str) -> std::io::Result<u32> {
-    let mut ws = blocking::connect(&format!("{url}/getCaseCount"), Config::default(), &[])?;
+    let mut ws = blocking::connect(
+        &format!("{url}/getCaseCount"),
+        Config::default(),
+        &HandshakeConfig::new(),
+    )?;
     let mut count = None;
     while let Some(event) = ws.next_event()? {
         if let Event::Message(Message::Text(text)) = event {
@@ -52,7 +57,7 @@ fn echo(url: &str) -> std::io::Result<()> {
     // permessage-deflate for 12.* and 13.*; client_no_context_takeover because the suite's server
     // asks for it only when the client offered it.
     let deflate = DeflateConfig::new().client_no_context_takeover(true);
-    let mut ws = blocking::connect(url, config, &[&deflate])?;
+    let mut ws = blocking::connect(url, config, &HandshakeConfig::new().deflate(Some(deflate)))?;
     while let Some(event) = ws.next_event()? {
         if let Event::Message(message) = event {
             let _ = ws.conn().send(message);

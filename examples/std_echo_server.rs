@@ -9,6 +9,7 @@ use std::net::TcpListener;
 
 use tidings_core::ext::deflate::DeflateConfig;
 use tidings_core::handshake::AcceptOptions;
+use tidings_core::handshake::HandshakeConfig;
 use tidings_core::{Config, Event};
 use tidings_examples::blocking;
 
@@ -35,7 +36,12 @@ fn main() -> std::io::Result<()> {
 fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
     let config = Config::default().max_message_size(Some(64 << 20));
     let deflate = DeflateConfig::new();
-    let mut ws = blocking::accept(stream, config, &AcceptOptions::default(), &[&deflate])?;
+    let mut ws = blocking::accept(
+        stream,
+        config,
+        &AcceptOptions::default(),
+        &HandshakeConfig::new().deflate(Some(deflate)),
+    )?;
     while let Some(event) = ws.next_event()? {
         match event {
             // Echo: answer before polling the next event, so the answer precedes anything the

@@ -2,9 +2,10 @@
 //!
 //! This is all an I/O layer has to do for the sans-IO core:
 //!
-//! 1. run the handshake: read until [`handshake::parse_request`] (server) or
-//!    [`handshake::parse_response`] (client) completes, write the answer, and hand any bytes that
-//!    arrived after the HTTP head to the connection;
+//! 1. run the handshake: read until [`ServerHandshake::parse`] (server) or
+//!    [`ClientHandshake::parse_response`] (client) completes, write the answer, and turn what was
+//!    [`Agreed`](handshake::Agreed) into the connection (bytes that arrived after the HTTP head are
+//!    already fed to it);
 //! 2. loop: take events with `poll_event`; when there are none, write the queued output, then read
 //!    with a timeout that ends at `poll_timeout` — bytes go to `receive`, EOF to `receive_eof`, an
 //!    expired deadline to `handle_timeout`;
@@ -14,8 +15,10 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use tidings_core::ext::{ExtensionConfig, negotiate_client, negotiate_server};
-use tidings_core::handshake::{self, AcceptOptions, ClientRequest, Limits, Status};
+use tidings_core::handshake::{
+    self, AcceptOptions, ClientHandshake, ClientRequest, HandshakeConfig, HttpResponse,
+    ServerHandshake, Status,
+};
 use tidings_core::{Config, Connection, Event};
 
 /// Size of the read buffer.
@@ -30,9 +33,8 @@ pub struct BlockingWebSocket {
 }
 
 impl BlockingWebSocket {
-    /// Wraps an upgraded stream; `leftover` are the bytes that arrived after the HTTP head.
-    pub fn new(stream: TcpStream, mut conn: Connection, leftover: &[u8]) -> Self {
-        conn.receive(Instant::now(), leftover);
+    /// Wraps an upgraded stream and its connection.
+    pub fn new(stream: TcpStream, conn: Connection) -> Self {
         BlockingWebSocket {
             stream,
             conn,
@@ -120,16 +122,12 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
-/// The outcome of reading an HTTP head: the parsed value and the bytes after the head, or the parse
-/// error.
-type Head<T, E> = Result<(T, Vec<u8>), E>;
-
-/// Reads until `parse` completes on the bytes so far; returns its value and the bytes after the
-/// HTTP head. The outer `Err` is an I/O error.
+/// Reads until `parse` completes on the bytes so far (it borrows them) and returns its value.
+/// The outer `Err` is an I/O error.
 fn read_head<T, E>(
     stream: &mut TcpStream,
-    mut parse: impl FnMut(&[u8]) -> Result<Status<(T, usize)>, E>,
-) -> io::Result<Head<T, E>> {
+    mut parse: impl FnMut(&[u8]) -> Result<Status<T>, E>,
+) -> io::Result<Result<T, E>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -140,95 +138,76 @@ fn read_head<T, E>(
         head.extend_from_slice(&chunk[..n]);
         match parse(&head) {
             Ok(Status::Partial) => continue,
-            Ok(Status::Complete((value, consumed))) => {
-                let rest = head.split_off(consumed);
-                return Ok(Ok((value, rest)));
-            }
+            Ok(Status::Complete(value)) => return Ok(Ok(value)),
             Err(e) => return Ok(Err(e)),
         }
     }
 }
 
-/// Server side: reads the upgrade request, accepts it with `options` and the first of
-/// `extensions` the client's offers allow (or answers the error's HTTP status and returns an
+fn invalid(e: handshake::HandshakeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Server side: reads the upgrade request, accepts it with `options` and the extensions of
+/// `handshake` the client's offers allow (or answers the error's HTTP status and returns an
 /// error), and returns the WebSocket.
 pub fn accept(
     mut stream: TcpStream,
     config: Config,
     options: &AcceptOptions,
-    extensions: &[&dyn ExtensionConfig],
+    handshake: &HandshakeConfig,
 ) -> io::Result<BlockingWebSocket> {
     stream.set_nodelay(true)?;
-    let limits = Limits::default();
     let parsed = read_head(&mut stream, |buf| {
-        match handshake::parse_request(buf, &limits) {
-            Ok(Status::Complete((req, n))) => {
-                let mut options = options.clone();
-                let extension =
-                    negotiate_server(extensions, &req.extensions()).map(|(value, instance)| {
-                        options.extensions = Some(value);
-                        instance
-                    });
-                req.accept(&options)
-                    .map(|resp| Status::Complete(((resp, extension), n)))
+        Ok::<_, handshake::HandshakeError>(match ServerHandshake::parse(buf, handshake)? {
+            Status::Partial => Status::Partial,
+            // The request was valid; `accept` fails only on options it does not allow.
+            Status::Complete(hs) => {
+                Status::Complete(hs.accept(options.clone()).map_err(|e| (e, 500)))
             }
-            Ok(Status::Partial) => Ok(Status::Partial),
-            Err(e) => Err(e),
-        }
+        })
     })?;
-    match parsed {
-        Ok(((response, extension), leftover)) => {
-            stream.write_all(&response)?;
-            let mut conn = Connection::server(config, Instant::now());
-            if let Some(extension) = extension {
-                conn.set_extension(extension);
-            }
-            Ok(BlockingWebSocket::new(stream, conn, &leftover))
+    let answer = match parsed {
+        Ok(Ok((response, agreed))) => {
+            stream.write_all(&response.encode())?;
+            return Ok(BlockingWebSocket::new(
+                stream,
+                agreed.into_connection(config, Instant::now()),
+            ));
         }
-        Err(e) => {
-            if let Some(response) = e.response() {
-                let _ = stream.write_all(&response);
-            }
-            Err(io::Error::new(io::ErrorKind::InvalidData, e))
-        }
-    }
+        Ok(Err((e, status))) => (HttpResponse::text(status, "invalid upgrade options"), e),
+        Err(e) => (
+            e.http_response().unwrap_or_else(|| HttpResponse::new(400)),
+            e,
+        ),
+    };
+    let _ = stream.write_all(&answer.0.encode());
+    Err(invalid(answer.1))
 }
 
-/// Client side: connects to a `ws://` URL, offers `extensions`, performs the handshake and
-/// returns the WebSocket.
+/// Client side: connects to a `ws://` URL, offers the extensions of `handshake`, performs the
+/// handshake and returns the WebSocket.
 pub fn connect(
     url: &str,
     config: Config,
-    extensions: &[&dyn ExtensionConfig],
+    handshake: &HandshakeConfig,
 ) -> io::Result<BlockingWebSocket> {
-    let invalid = |e: handshake::HandshakeError| io::Error::new(io::ErrorKind::InvalidData, e);
-    let (mut request, info) =
+    let (request, info) =
         ClientRequest::from_url(url, handshake::generate_key()).map_err(invalid)?;
-    let offers: Vec<_> = extensions.iter().flat_map(|e| e.offers()).collect();
-    if !offers.is_empty() {
-        request = request
-            .extension_offer(&handshake::render_extensions(&offers))
-            .map_err(invalid)?;
-    }
     if info.secure {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "wss:// needs TLS; this example speaks plain ws:// only",
         ));
     }
+    let hs = ClientHandshake::new(request, handshake).map_err(invalid)?;
     let mut stream = TcpStream::connect((info.host.as_str(), info.port))?;
     stream.set_nodelay(true)?;
-    stream.write_all(&request.encode())?;
-    let limits = Limits::default();
-    let parsed = read_head(&mut stream, |buf| {
-        handshake::parse_response(buf, &request, &limits)
-    })?;
-    let (response, leftover) = parsed.map_err(invalid)?;
-    let extension = negotiate_client(extensions, &response.extensions)
-        .map_err(|e| invalid(handshake::HandshakeError::ExtensionRefused(e.to_string())))?;
-    let mut conn = Connection::client(config, Instant::now());
-    if let Some(extension) = extension {
-        conn.set_extension(extension);
-    }
-    Ok(BlockingWebSocket::new(stream, conn, &leftover))
+    stream.write_all(&hs.encode())?;
+    let (_response, agreed) =
+        read_head(&mut stream, |buf| hs.parse_response(buf))?.map_err(invalid)?;
+    Ok(BlockingWebSocket::new(
+        stream,
+        agreed.into_connection(config, Instant::now()),
+    ))
 }

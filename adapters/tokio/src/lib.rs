@@ -56,6 +56,8 @@ pub use tidings_io::{
     OutboxError, OutboxLimits, ReadHalf, Rejection, Role, ServerResponse, UpgradeRequest,
     WebSocket, WriteHalf, core,
 };
+#[cfg(feature = "tungstenite")]
+pub use tidings_io::{FromTungsteniteError, IntoTidings, IntoTungstenite};
 
 /// The hub (feature `hub`, default): clients, rooms, a JSON router and encode-once broadcast —
 /// the runtime-neutral [`tidings_hub`] crate, run on this runtime.
