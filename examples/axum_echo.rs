@@ -7,21 +7,22 @@
 //! cargo run --example tokio_echo_client -- ws://127.0.0.1:9001/ws
 //! ```
 //!
-//! The upgrade goes through `tidings_tokio::http::upgrade`, which checks the request exactly as
-//! tidings' own `accept` does (RFC 6455 validation, the config's origin policy) and builds the
-//! `101` for axum to send; the WebSocket arrives once hyper hands over the connection. axum's
-//! graceful shutdown does not know about upgraded connections, so a `Registry` keeps their
-//! `Closer`s.
+//! The upgrade goes through the `tidings_tokio::axum::WebSocketUpgrade` extractor (feature
+//! `axum`), which checks the request exactly as tidings' own `accept` does (RFC 6455 validation,
+//! then the config's origin policy) and builds the `101` for axum to send; the WebSocket arrives
+//! in the `on_upgrade` callback once hyper hands over the connection. axum's graceful shutdown
+//! does not know about upgraded connections, so a `Registry` keeps their `Closer`s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
+use tidings_tokio::axum::WebSocketUpgrade;
 use tidings_tokio::server::Registry;
-use tidings_tokio::{AcceptOptions, CloseCode, Config, WebSocket};
+use tidings_tokio::{CloseCode, Config, WebSocket};
 
 /// What the handlers share.
 struct App {
@@ -73,26 +74,17 @@ async fn index() -> &'static str {
     "tidings echo on axum: connect a WebSocket to /ws\n"
 }
 
-/// `GET /ws`: the whole request is the last extractor, so the upgrade can take it.
-async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response {
-    match tidings_tokio::http::upgrade(&mut req, &app.config, |_| Ok(AcceptOptions::new())) {
-        Ok((response, upgrade)) => {
-            let registration = app.sockets.register();
-            tokio::spawn(async move {
-                match upgrade.await {
-                    Ok(ws) => {
-                        registration.set_closer(ws.closer());
-                        echo(ws).await;
-                    }
-                    Err(e) => eprintln!("upgrade failed: {e}"),
-                }
-                drop(registration);
-            });
-            response
-        }
-        // 400/403/426… from the validation, with its explanation as the body.
-        Err(refused) => refused.response,
-    }
+/// `GET /ws`: invalid requests are refused by the extractor (400/405/426…, with the reason as
+/// the body) and a foreign `Origin` by the config (403); accepted ones are echoed.
+async fn upgrade(State(app): State<Arc<App>>, ws: WebSocketUpgrade) -> Response {
+    let registration = app.sockets.register();
+    ws.config(app.config.clone())
+        .on_failed_upgrade(|e| eprintln!("upgrade failed: {e}"))
+        .on_upgrade(move |ws| async move {
+            registration.set_closer(ws.closer());
+            echo(ws).await;
+            drop(registration);
+        })
 }
 
 async fn echo(mut ws: WebSocket) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The hub examples as released binaries, driven by an independent client (Python `websockets`,
-# tests/interop/hub_examples.py): chat (tidings-tokio), game_lobby (tidings-smol) and
-# hub_fanout_server, each started on its own loopback port (9051-9053, override with
-# TIDINGS_HUB_PORTS="a b c"), checked against its documented wire protocol, then stopped with
+# The hub examples as released binaries, driven by independent clients (Python `websockets`,
+# tests/interop/hub_examples.py; for the SSE examples also urllib and a raw-socket event-stream
+# client, tests/interop/hub_sse_examples.py): chat (tidings-tokio), game_lobby (tidings-smol),
+# hub_fanout_server, notifications (tidings-tokio, WebSocket + SSE) and live_feed (tidings-smol,
+# SSE), each started on its own loopback port (9051-9055, override with
+# TIDINGS_HUB_PORTS="a b c d e"), checked against its documented wire protocol, then stopped with
 # SIGINT (the examples close their hub and exit). Assumes the release examples are built
 # (`cargo build --release --examples`); the venv is the interop one (tests/interop/venv.sh).
 # Logs to target/interop/; exits non-zero if any check failed.
@@ -10,7 +12,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 . tests/interop/venv.sh
-read -r CHAT_PORT LOBBY_PORT FANOUT_PORT <<<"${TIDINGS_HUB_PORTS:-9051 9052 9053}"
+read -r CHAT_PORT LOBBY_PORT FANOUT_PORT NOTIFY_PORT FEED_PORT \
+  <<<"${TIDINGS_HUB_PORTS:-9051 9052 9053 9054 9055}"
 EXAMPLES=target/release/examples
 LOGS=target/interop
 mkdir -p "$LOGS"
@@ -21,8 +24,8 @@ setup_venv || exit 1
 failed=0
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-check() { # $1 = example, $2 = port, $3 = check name
-  local ex=$1 port=$2 pid rc=0
+check() { # $1 = example, $2 = port, $3 = check name, $4 = driver (default hub_examples.py)
+  local ex=$1 port=$2 driver=${4:-tests/interop/hub_examples.py} pid rc=0
   if port_open "$port"; then echo "FAIL  $ex: port $port in use"; failed=1; return; fi
   "$EXAMPLES/$ex" "127.0.0.1:$port" >"$LOGS/$ex.log" 2>&1 &
   pid=$!; PIDS+=("$pid")
@@ -31,7 +34,7 @@ check() { # $1 = example, $2 = port, $3 = check name
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  timeout 90 "$VENV/bin/python" tests/interop/hub_examples.py "$3" "$port" || rc=1
+  timeout 90 "$VENV/bin/python" "$driver" "$3" "$port" || rc=1
   kill -INT "$pid" 2>/dev/null
   if ! timeout 10 tail --pid="$pid" -f /dev/null; then
     echo "$ex did not stop on SIGINT"; kill "$pid" 2>/dev/null; rc=1
@@ -42,4 +45,6 @@ check() { # $1 = example, $2 = port, $3 = check name
 check chat "$CHAT_PORT" chat
 check game_lobby "$LOBBY_PORT" game_lobby
 check hub_fanout_server "$FANOUT_PORT" fanout
+check notifications "${NOTIFY_PORT:-9054}" notifications tests/interop/hub_sse_examples.py
+check live_feed "${FEED_PORT:-9055}" live_feed tests/interop/hub_sse_examples.py
 exit $failed

@@ -109,6 +109,65 @@ macro_rules! suite {
             });
         }
 
+        /// The server helper on a TLS port: `wss://` routes through hyper's HTTP/1.1 with the
+        /// handshake in the connection's task; a plain `ws://` client gets nowhere.
+        #[test]
+        fn server_helper_serves_wss_with_its_tls_config() {
+            rt::run(GUARD, async {
+                let (server_config, client_config) = configs();
+                let listening = ws::server::Server::new()
+                    .tls(server_config)
+                    .route(
+                        "/echo",
+                        ws::server::Route::websocket(|ws, _info| async move {
+                            let _ = echo(ws).await;
+                        }),
+                    )
+                    .bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let port = listening.local_addr().port();
+                let handle = listening.handle();
+                let serving = rt::spawn(listening.serve());
+
+                let url = format!("wss://localhost:{port}/echo");
+                let (mut client, _) =
+                    tls::connect_with_tls(&url, &ConnectOptions::new(), client_config.clone())
+                        .await
+                        .expect("wss connect through the helper");
+                for m in [
+                    Message::text("over the helper's TLS"),
+                    Message::binary(binary_payload(200_000, 3)),
+                ] {
+                    client.send(m.clone()).await.expect("send");
+                    let back = client.recv().await.expect("open").expect("echo");
+                    assert!(back == m, "{:?} of {} bytes differs", m.kind(), m.len());
+                }
+                let outcome = client.close(CloseCode::NORMAL, "").await.expect("close");
+                assert!(outcome.clean, "{outcome:?}");
+
+                let plain = ws::connect(&format!("ws://127.0.0.1:{port}/echo")).await;
+                assert!(
+                    plain.is_err(),
+                    "a plain client must not get through a TLS port"
+                );
+
+                // Another TLS client still works after the plain one failed.
+                let (mut again, _) =
+                    tls::connect_with_tls(&url, &ConnectOptions::new(), client_config)
+                        .await
+                        .expect("second wss connect");
+                again.send(Message::text("again")).await.expect("send");
+                let back = again.recv().await.expect("open").expect("echo");
+                assert_eq!(back.as_text(), Some("again"));
+                drop(again);
+
+                handle.shutdown();
+                let report = serving.await;
+                assert_eq!(report.still_open, 0, "{report:?}");
+            });
+        }
+
         /// Certificate validation is on: the default webpki roots do not trust a self-signed
         /// certificate, and a private root does not make it valid for another name.
         #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use tidings_core::{CloseCode, CloseOutcome, EncodedFrame, Message, Utf8Bytes};
+use tidings_io::sse::{SseEvent, SseSendError, SseSender};
 use tidings_io::{Outbox, OutboxError, WebSocket};
 
 use crate::hub::HubInner;
@@ -68,7 +69,7 @@ pub(crate) struct ClientInner {
     extensions: Option<String>,
     data: Option<Arc<dyn Any + Send + Sync>>,
     store: Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>,
-    pub(crate) outbox: Outbox,
+    pub(crate) sink: Sink,
     pub(crate) hub: Weak<HubInner>,
     /// Broadcasts compressed once are sent compressed to it.
     pub(crate) takes_deflated: bool,
@@ -78,8 +79,19 @@ pub(crate) struct ClientInner {
     outcome: Mutex<Option<CloseOutcome>>,
 }
 
+/// Where a client's messages go: a WebSocket's outbox, or a Server-Sent Events stream.
+pub(crate) enum Sink {
+    WebSocket(Outbox),
+    Sse(SseSender),
+}
+
 /// A connected client of a [`Hub`](crate::Hub): a cheap handle (clone it freely) on one
-/// WebSocket that the hub runs.
+/// WebSocket that the hub runs, or one Server-Sent Events subscriber
+/// ([`Hub::subscribe_sse`](crate::Hub::subscribe_sse)).
+///
+/// An SSE client receives text messages as `data:` events, JSON events as named events
+/// (`event: <name>`), and room broadcasts with an `id:` for `Last-Event-ID` replay; binary
+/// messages cannot go over SSE ([`HubError::NotSupported`]) and binary broadcasts skip it.
 ///
 /// Sending ([`send`](Self::send) and the typed variants) never waits: the message is queued
 /// into the connection's bounded outbox (see [`HubConfig::outbox`](crate::HubConfig::outbox)),
@@ -123,13 +135,41 @@ impl Client {
             extensions: ws.extensions().map(str::to_owned),
             data,
             store: Mutex::new(HashMap::new()),
-            outbox: ws.outbox(config.get_outbox()),
+            sink: Sink::WebSocket(ws.outbox(config.get_outbox())),
             hub,
             takes_deflated,
             slow_code: config.get_slow_client_code(),
             gone: AtomicBool::new(false),
             outcome: Mutex::new(None),
         }))
+    }
+
+    /// A Server-Sent Events client sending through `sender`.
+    pub(crate) fn new_sse(
+        id: ClientId,
+        sender: SseSender,
+        data: Option<Arc<dyn Any + Send + Sync>>,
+        hub: Weak<HubInner>,
+        config: &HubConfig,
+    ) -> Self {
+        Client(Arc::new(ClientInner {
+            id,
+            protocol: None,
+            extensions: None,
+            data,
+            store: Mutex::new(HashMap::new()),
+            sink: Sink::Sse(sender),
+            hub,
+            takes_deflated: false,
+            slow_code: config.get_slow_client_code(),
+            gone: AtomicBool::new(false),
+            outcome: Mutex::new(None),
+        }))
+    }
+
+    /// Whether this client is a Server-Sent Events subscriber (not a WebSocket).
+    pub fn is_sse(&self) -> bool {
+        matches!(self.0.sink, Sink::Sse(_))
     }
 
     // ---- identity and state -------------------------------------------------------------
@@ -179,7 +219,11 @@ impl Client {
 
     /// Whether the client is still registered with its hub and its connection open.
     pub fn is_connected(&self) -> bool {
-        !self.0.gone.load(Ordering::Acquire) && !self.0.outbox.is_closed()
+        !self.0.gone.load(Ordering::Acquire)
+            && match &self.0.sink {
+                Sink::WebSocket(outbox) => !outbox.is_closed(),
+                Sink::Sse(sender) => !sender.is_closed(),
+            }
     }
 
     /// How the connection ended, once the hub has seen it end.
@@ -187,9 +231,13 @@ impl Client {
         lock(&self.0.outcome).clone()
     }
 
-    /// Messages queued to the client and not yet written to its socket.
+    /// Messages (events, for an SSE client) queued to the client and not yet written to its
+    /// socket.
     pub fn queued_messages(&self) -> usize {
-        self.0.outbox.queued_messages()
+        match &self.0.sink {
+            Sink::WebSocket(outbox) => outbox.queued_messages(),
+            Sink::Sse(sender) => sender.queued(),
+        }
     }
 
     pub(crate) fn mark_gone(&self, outcome: Option<CloseOutcome>) {
@@ -215,9 +263,19 @@ impl Client {
     /// [`HubError::ConnectionClosed`] once the connection is closing;
     /// [`HubError::SlowClient`] if the outbox was full, in which case the client is being
     /// disconnected.
+    ///
+    /// An SSE client receives a text message as one `data:` event (type `message`); a binary
+    /// message is refused with [`HubError::NotSupported`].
     pub fn send(&self, message: Message) -> Result<(), HubError> {
-        let result = self.0.outbox.try_send(message);
-        self.sent(result)
+        match &self.0.sink {
+            Sink::WebSocket(outbox) => self.sent(outbox.try_send(message)),
+            Sink::Sse(sender) => match message.as_text() {
+                Some(text) => self.sse_sent(sender.send(&SseEvent::data(text))),
+                None => Err(HubError::NotSupported(
+                    "binary messages cannot be sent over Server-Sent Events",
+                )),
+            },
+        }
     }
 
     /// Queues a text message.
@@ -243,9 +301,22 @@ impl Client {
     /// # Errors
     ///
     /// As for [`send`](Self::send).
+    /// An SSE client refuses it with [`HubError::NotSupported`].
     pub fn send_encoded(&self, frame: &EncodedFrame) -> Result<(), HubError> {
-        let result = self.0.outbox.try_send_encoded(frame);
-        self.sent(result)
+        match &self.0.sink {
+            Sink::WebSocket(outbox) => self.sent(outbox.try_send_encoded(frame)),
+            Sink::Sse(_) => Err(HubError::NotSupported(
+                "WebSocket frames cannot be sent over Server-Sent Events",
+            )),
+        }
+    }
+
+    /// Queues an already encoded Server-Sent Event (shared bytes, not copied) to an SSE client.
+    pub(crate) fn send_sse_encoded(&self, encoded: Bytes) -> Result<(), HubError> {
+        match &self.0.sink {
+            Sink::Sse(sender) => self.sse_sent(sender.send_bytes(encoded)),
+            Sink::WebSocket(_) => Err(HubError::NotSupported("not a Server-Sent Events client")),
+        }
     }
 
     /// Queues `value` as a JSON text message.
@@ -270,7 +341,15 @@ impl Client {
         data: &T,
     ) -> Result<(), HubError> {
         let data = serde_json::to_string(data)?;
-        self.send(Message::text(crate::json::event_text(name, &data)))
+        match &self.0.sink {
+            Sink::WebSocket(_) => self.send(Message::text(crate::json::event_text(name, &data))),
+            Sink::Sse(sender) => {
+                let event = SseEvent::data(data)
+                    .event(name)
+                    .map_err(|_| HubError::NotSupported("an SSE event name without line breaks"))?;
+                self.sse_sent(sender.send(&event))
+            }
+        }
     }
 
     /// Answers `request`: queues `{"type":"<kind>","payload":<payload>,"id":<request's id>}`
@@ -323,13 +402,29 @@ impl Client {
         }
     }
 
+    fn sse_sent(&self, result: Result<(), SseSendError>) -> Result<(), HubError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(SseSendError::Full) => {
+                self.disconnect_slow();
+                Err(HubError::SlowClient)
+            }
+            Err(_) => Err(HubError::ConnectionClosed {
+                outcome: self.close_outcome(),
+            }),
+        }
+    }
+
     /// Disconnects a client whose outbox is full: the close frame follows what is queued; if
-    /// the peer does not read that within the close timeout, the transport is dropped.
+    /// the peer does not read that within the close timeout, the transport is dropped. An SSE
+    /// stream ends after what is queued.
     pub(crate) fn disconnect_slow(&self) {
-        let _ = self
-            .0
-            .outbox
-            .close(self.0.slow_code, "outbox full: client too slow");
+        match &self.0.sink {
+            Sink::WebSocket(outbox) => {
+                let _ = outbox.close(self.0.slow_code, "outbox full: client too slow");
+            }
+            Sink::Sse(sender) => sender.close(),
+        }
     }
 
     // ---- closing and rooms ------------------------------------------------------------------
@@ -341,8 +436,18 @@ impl Client {
     /// # Errors
     ///
     /// [`HubError::WebSocket`] for a code that may not be sent or a reason over 123 bytes.
+    ///
+    /// An SSE client's stream ends after what is queued (`code` and `reason` have no meaning
+    /// there).
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<bool, HubError> {
-        Ok(self.0.outbox.close(code, reason)?)
+        match &self.0.sink {
+            Sink::WebSocket(outbox) => Ok(outbox.close(code, reason)?),
+            Sink::Sse(sender) => {
+                let open = !sender.is_closed();
+                sender.close();
+                Ok(open)
+            }
+        }
     }
 
     /// Joins `room` (creating it if needed); returns whether the client was not in it yet.

@@ -34,6 +34,9 @@ pub enum HubError {
     /// (close code [`HubConfig::slow_client_code`](crate::HubConfig::slow_client_code), 1008 by
     /// default).
     SlowClient,
+    /// The client cannot take this: a binary message or a WebSocket frame for a Server-Sent
+    /// Events subscriber. The text says what.
+    NotSupported(&'static str),
     /// A message was not the JSON the router expects (or a payload not the type a handler asked
     /// for).
     #[cfg(feature = "json")]
@@ -119,6 +122,7 @@ impl fmt::Display for HubError {
             HubError::SlowClient => {
                 f.write_str("client disconnected: it did not read fast enough (outbox full)")
             }
+            HubError::NotSupported(what) => write!(f, "not supported: {what}"),
             #[cfg(feature = "json")]
             HubError::Json(e) => write!(f, "invalid JSON: {e}"),
             HubError::Handler(e) => write!(f, "{e}"),

@@ -9,7 +9,9 @@ use std::task::{Context, Poll};
 
 use tidings_core::handshake::{AcceptOptions, UpgradeRequest};
 use tidings_core::{CloseCode, CloseOutcome, Message};
-use tidings_io::{ReadHalf, Rejection, Route, WebSocket, WebSocketRoute, WriteHalf};
+use tidings_io::{ReadHalf, Rejection, WebSocket, WriteHalf};
+#[cfg(feature = "server")]
+use tidings_io::{Route, WebSocketRoute};
 
 use crate::client::{Client, ClientOptions};
 use crate::hub::{Hub, HubInner};
@@ -403,6 +405,7 @@ impl Hub {
     /// // tidings_tokio::server::Server::new().route("/ws", route).bind(addr).await?.serve().await;
     /// # drop(route); }
     /// ```
+    #[cfg(feature = "server")]
     pub fn route<F: HandlerFactory>(&self, factory: F) -> WebSocketRoute {
         let init_hub = self.clone();
         let hub = self.clone();

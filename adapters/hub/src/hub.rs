@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tidings_core::{CloseCode, EncodedFrame, Message, Utf8Bytes};
-use tidings_io::{Config, OutboxError, OutboxLimits, WebSocket};
+use tidings_io::sse::SseBody;
+use tidings_io::{Config, OutboxError, OutboxLimits, Runtime, WebSocket};
 
 use crate::HubError;
 use crate::backend::{Backend, Broadcast, InProcess, Node, Payload, Presence, Target};
-use crate::client::{Client, ClientOptions, lock};
+use crate::client::{Client, ClientOptions, Sink, lock};
 use crate::id::{ClientId, random_hex};
+use crate::sse::{SseState, SseStream, SseSubscription};
 
 // ---- configuration --------------------------------------------------------------------------
 
@@ -80,9 +82,14 @@ pub struct HubConfig {
     slow_client_code: CloseCode,
     overrides: Overrides,
     error_replies: bool,
+    history: usize,
+    history_rooms: usize,
     #[cfg(feature = "deflate")]
     deflate: Option<tidings_core::ext::deflate::DeflateConfig>,
 }
+
+/// Default bound on the rooms that keep an event history: 1,024.
+pub const DEFAULT_HISTORY_ROOMS: usize = 1024;
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -91,6 +98,8 @@ impl Default for HubConfig {
             slow_client_code: CloseCode::POLICY_VIOLATION,
             overrides: Overrides::default(),
             error_replies: true,
+            history: 0,
+            history_rooms: DEFAULT_HISTORY_ROOMS,
             #[cfg(feature = "deflate")]
             deflate: None,
         }
@@ -179,6 +188,27 @@ impl HubConfig {
     /// Whether error replies are on.
     pub fn get_error_replies(&self) -> bool {
         self.error_replies
+    }
+
+    /// Keeps the last `events` broadcasts to each room (text messages and events), numbered, so
+    /// that a Server-Sent Events subscriber that reconnects with `Last-Event-ID` gets those it
+    /// missed ([`SseSubscription::last_event_id`](crate::SseSubscription::last_event_id)).
+    /// A history outlives its room's members. Default 0: no history.
+    pub fn history(mut self, events: usize) -> Self {
+        self.history = events;
+        self
+    }
+
+    /// The most rooms that keep a history; beyond it the oldest room's history goes. Bounds
+    /// the memory of histories at about `history × history_rooms` events. Default 1,024.
+    pub fn history_rooms(mut self, rooms: usize) -> Self {
+        self.history_rooms = rooms;
+        self
+    }
+
+    /// The history length per room ([`history`](Self::history)).
+    pub fn get_history(&self) -> usize {
+        self.history
     }
 
     /// Compresses each broadcast once with these settings (level, threshold,
@@ -280,6 +310,8 @@ impl HubBuilder {
             deflate_takers: AtomicUsize::new(0),
             reports: Mutex::new(Reports::default()),
             idle: Mutex::new(IdleWaiters::default()),
+            sse: Mutex::new(SseState::default()),
+            sse_clients: AtomicUsize::new(0),
         });
         backend.attach(inner.node.clone());
         Hub { inner }
@@ -318,6 +350,11 @@ pub(crate) struct HubInner {
     reports: Mutex<Reports>,
     /// Tasks waiting for the hub to have no clients.
     idle: Mutex<IdleWaiters>,
+    /// Event ids and room histories of Server-Sent Events.
+    sse: Mutex<SseState>,
+    /// Server-Sent Events clients connected (broadcasts skip the SSE work when there are none
+    /// and no history is kept).
+    sse_clients: AtomicUsize,
 }
 
 /// The wakers of [`Hub::idle`] futures, each removed when its future is dropped.
@@ -409,13 +446,28 @@ impl HubInner {
         let takes_deflated = false;
         let id = options.id.unwrap_or_else(ClientId::generate);
         let client = Client::new(
-            id.clone(),
+            id,
             ws,
             options.data,
             Arc::downgrade(self),
             &self.config,
             takes_deflated,
         );
+        self.insert(&client, &[], None)?;
+        Ok(client)
+    }
+
+    /// Adds `client` to the table and to `rooms` in one step, sending it (an SSE client) the
+    /// events of those rooms' histories numbered after `replay_after`; then the connect hooks
+    /// run.
+    fn insert(
+        &self,
+        client: &Client,
+        rooms: &[String],
+        replay_after: Option<u64>,
+    ) -> Result<(), HubError> {
+        let id = client.id().clone();
+        let mut changes = Changes::default();
         {
             let mut st = self.write();
             // Checked again under the lock: `close` sets the flag, then takes the lock to list
@@ -431,19 +483,33 @@ impl HubInner {
                     rooms: HashSet::new(),
                 },
             );
-            self.queue_report(Changes {
-                presence: vec![Presence::Connected(id)],
-                ..Changes::default()
-            });
+            changes.presence.push(Presence::Connected(id.clone()));
+            for room in rooms {
+                add_to_room(&mut st, room, client, &mut changes);
+            }
+            if let Some(after) = replay_after {
+                // Under the table lock: no broadcast to these rooms runs meanwhile, so the
+                // client gets each event once, from the history or live.
+                let events = lock(&self.sse).since(rooms, after);
+                for (_, event) in events {
+                    if client.send_sse_encoded(event).is_err() {
+                        break;
+                    }
+                }
+            }
+            self.queue_report(changes);
         }
         self.flush_reports();
-        if takes_deflated {
+        if client.0.takes_deflated {
             self.deflate_takers.fetch_add(1, Ordering::Relaxed);
         }
-        for hook in &self.hooks.on_connect {
-            hook(&client);
+        if client.is_sse() {
+            self.sse_clients.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(client)
+        for hook in &self.hooks.on_connect {
+            hook(client);
+        }
+        Ok(())
     }
 
     /// Removes a client whose connection ended: the disconnect hooks run (the client still in
@@ -472,6 +538,9 @@ impl HubInner {
         self.flush_reports();
         if client.0.takes_deflated {
             self.deflate_takers.fetch_sub(1, Ordering::Relaxed);
+        }
+        if client.is_sse() {
+            self.sse_clients.fetch_sub(1, Ordering::Relaxed);
         }
         if empty {
             for (_, waker) in lock(&self.idle).waiters.drain() {
@@ -526,32 +595,14 @@ impl HubInner {
 
     pub(crate) fn join(&self, room: &str, client: &Client) -> Result<bool, HubError> {
         self.check_open()?;
-        let id = client.id();
         let mut changes = Changes::default();
         let joined = {
             let mut st = self.write();
-            let State { clients, rooms } = &mut *st;
-            let Some(member) = clients.get_mut(id).filter(|m| m.client == *client) else {
+            let Some(joined) = add_to_room(&mut st, room, client, &mut changes) else {
                 return Err(HubError::ConnectionClosed {
                     outcome: client.close_outcome(),
                 });
             };
-            let name: Arc<str> = match rooms.get_key_value(room) {
-                Some((name, _)) => name.clone(),
-                None => room.into(),
-            };
-            let state = rooms.entry(name.clone()).or_default();
-            let joined = state.members.insert(id.clone(), client.clone()).is_none();
-            if joined {
-                member.rooms.insert(name);
-                if state.members.len() == 1 {
-                    changes.subscribe.push(room.to_owned());
-                }
-                changes.presence.push(Presence::Joined {
-                    room: room.to_owned(),
-                    client: id.clone(),
-                });
-            }
             self.queue_report(std::mem::take(&mut changes));
             joined
         };
@@ -674,30 +725,48 @@ impl HubInner {
         EncodedFrame::new(message)
     }
 
-    /// Queues `broadcast` to this node's clients it is for; see [`Node::deliver`].
+    /// Queues `broadcast` to this node's clients it is for; see [`Node::deliver`]. WebSocket
+    /// clients get one frame encoded once; SSE clients one event encoded once, numbered and
+    /// kept in the rooms' histories when they are on.
     pub(crate) fn deliver(&self, broadcast: &Broadcast) -> usize {
-        let frame = self.encode(&broadcast.payload.to_message());
+        let sse_on = self.sse_clients.load(Ordering::Relaxed) > 0;
+        let history = self.config.history > 0 && !matches!(broadcast.target, Target::All);
+        let mut frame = None;
         let except = broadcast.except.as_ref();
         let mut delivered = 0;
         let mut slow = Vec::new();
+        let mut sse_members = Vec::new();
         {
             let st = self.read();
             let mut send = |client: &Client| {
                 if except == Some(client.id()) {
                     return;
                 }
-                match client.0.outbox.try_send_encoded(&frame) {
+                let outbox = match &client.0.sink {
+                    Sink::WebSocket(outbox) => outbox,
+                    Sink::Sse(_) => {
+                        sse_members.push(client.clone());
+                        return;
+                    }
+                };
+                let frame =
+                    frame.get_or_insert_with(|| self.encode(&broadcast.payload.to_message()));
+                match outbox.try_send_encoded(frame) {
                     Ok(()) => delivered += 1,
                     Err(OutboxError::Full { .. }) => slow.push(client.clone()),
                     Err(_) => {}
                 }
             };
-            match &broadcast.target {
-                Target::All => st.clients.values().for_each(|m| send(&m.client)),
+            let rooms: &[String] = match &broadcast.target {
+                Target::All => {
+                    st.clients.values().for_each(|m| send(&m.client));
+                    &[]
+                }
                 Target::Room(room) => {
                     if let Some(room) = st.rooms.get(room.as_str()) {
                         room.members.values().for_each(send);
                     }
+                    std::slice::from_ref(room)
                 }
                 Target::Rooms(rooms) => {
                     let mut seen = HashSet::new();
@@ -710,6 +779,32 @@ impl HubInner {
                             }
                         }
                     }
+                    rooms
+                }
+            };
+            if (sse_on && !sse_members.is_empty()) || history {
+                // Still under the table lock, so a subscriber joining meanwhile gets this event
+                // either from the history or live, never both and never neither.
+                let mut sse = lock(&self.sse);
+                let id = sse.next_id();
+                if let Some(event) = crate::sse::encode(&broadcast.payload, id) {
+                    if history {
+                        for room in rooms {
+                            sse.record(
+                                room,
+                                id,
+                                &event,
+                                self.config.history,
+                                self.config.history_rooms,
+                            );
+                        }
+                    }
+                    for client in &sse_members {
+                        // A full queue disconnects the client (`send_sse_encoded`).
+                        if client.send_sse_encoded(event.clone()).is_ok() {
+                            delivered += 1;
+                        }
+                    }
                 }
             }
         }
@@ -718,6 +813,51 @@ impl HubInner {
         }
         delivered
     }
+
+    /// Subscribes a Server-Sent Events client; see [`Hub::subscribe_sse`].
+    fn subscribe_sse(
+        self: &Arc<Self>,
+        rt: &'static dyn Runtime,
+        subscription: SseSubscription,
+    ) -> Result<SseStream, HubError> {
+        self.check_open()?;
+        let (sender, body) = SseBody::channel(rt, subscription.config);
+        let id = subscription.id.unwrap_or_else(ClientId::generate);
+        let client = Client::new_sse(
+            id,
+            sender,
+            subscription.data,
+            Arc::downgrade(self),
+            &self.config,
+        );
+        self.insert(&client, &subscription.rooms, subscription.last_event_id)?;
+        Ok(SseStream::new(body, client))
+    }
+}
+
+/// Adds `client` (in the table) to `room`'s members, creating the room; whether it joined
+/// (`false`: already a member). `None` if the client is not in the table.
+fn add_to_room(st: &mut State, room: &str, client: &Client, changes: &mut Changes) -> Option<bool> {
+    let State { clients, rooms } = st;
+    let id = client.id();
+    let member = clients.get_mut(id).filter(|m| m.client == *client)?;
+    let name: Arc<str> = match rooms.get_key_value(room) {
+        Some((name, _)) => name.clone(),
+        None => room.into(),
+    };
+    let state = rooms.entry(name.clone()).or_default();
+    let joined = state.members.insert(id.clone(), client.clone()).is_none();
+    if joined {
+        member.rooms.insert(name);
+        if state.members.len() == 1 {
+            changes.subscribe.push(room.to_owned());
+        }
+        changes.presence.push(Presence::Joined {
+            room: room.to_owned(),
+            client: id.clone(),
+        });
+    }
+    Some(joined)
 }
 
 /// Removes `id` from `room`'s members (the caller removed `room` from the member's set); an
@@ -923,6 +1063,36 @@ impl Hub {
     }
 
     // ---- broadcasting -------------------------------------------------------------------------
+
+    /// Subscribes a Server-Sent Events client: it becomes a client of the hub (counted by
+    /// [`client_count`](Self::client_count), seen by the hooks) in the subscription's rooms,
+    /// where room broadcasts reach it like the WebSocket members (encoded once per format:
+    /// text messages as `data:`, events as `event: <name>`, each with an `id:`). With a
+    /// `Last-Event-ID` and [`HubConfig::history`] on, the events of its rooms it missed are
+    /// sent first. Return the stream from an HTTP route; when the client goes away (the
+    /// server drops the body), it leaves the hub. `rt` runs its heartbeat timer.
+    ///
+    /// ```
+    /// # use tidings_hub::{Hub, HubConfig, SseSubscription};
+    /// # fn route(rt: &'static dyn tidings_io::Runtime, headers: &http::HeaderMap) {
+    /// let hub = Hub::with_config(HubConfig::default().history(100));
+    /// let stream = hub
+    ///     .subscribe_sse(rt, SseSubscription::new().room("feed").last_event_id_from(headers))
+    ///     .unwrap();
+    /// let response = stream.into_response(); // text/event-stream
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::HubClosed`]; [`HubError::DuplicateClient`] for the ID of a connected client.
+    pub fn subscribe_sse(
+        &self,
+        rt: &'static dyn Runtime,
+        subscription: SseSubscription,
+    ) -> Result<SseStream, HubError> {
+        self.inner.subscribe_sse(rt, subscription)
+    }
 
     /// A broadcast to every client.
     pub fn to_all(&self) -> Broadcaster<'_> {

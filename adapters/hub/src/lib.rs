@@ -90,15 +90,18 @@ mod hub;
 mod id;
 #[cfg(feature = "json")]
 mod json;
+mod sse;
 
 pub use backend::{Backend, Broadcast, InProcess, Node, Payload, Presence, Target};
 pub use client::{Client, ClientOptions};
 pub use error::{HandlerError, HubError, is_close_error, is_normal_close};
 pub use handler::{Admission, FnHandler, Handler, HandlerFactory, Incoming, handler_fn};
-pub use hub::{Broadcaster, Hub, HubBuilder, HubConfig, Idle, Room};
+pub use hub::{Broadcaster, DEFAULT_HISTORY_ROOMS, Hub, HubBuilder, HubConfig, Idle, Room};
 pub use id::ClientId;
 #[cfg(feature = "json")]
 pub use json::{Envelope, Event, Router};
+pub use sse::{SseStream, SseSubscription};
+pub use tidings_io::sse::SseConfig;
 
 pub use tidings_core::{CloseCode, CloseOutcome, EncodedFrame, Message, MessageKind, Utf8Bytes};
 pub use tidings_io::{OutboxLimits, Rejection, UpgradeRequest};

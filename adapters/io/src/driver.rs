@@ -8,18 +8,19 @@ use std::time::Instant;
 
 use crate::runtime::Timer;
 use crate::shared::Shared;
+use crate::trace::ConnSpan;
 
 /// Passes before the driver yields to the executor even if its timer keeps expiring.
 const MAX_PASSES: usize = 16;
 
-/// Spawns the driver of `shared` on its runtime.
-pub(crate) fn spawn(shared: Arc<Shared>) {
+/// Spawns the driver of `shared` on its runtime, inside the connection's `span`.
+pub(crate) fn spawn(shared: Arc<Shared>, span: &ConnSpan) {
     let rt = shared.rt;
-    rt.spawn(Box::pin(Driver {
+    rt.spawn(span.instrument(Box::pin(Driver {
         shared,
         timer: None,
         timer_at: None,
-    }));
+    })));
 }
 
 /// Runs timers and keeps the socket moving while the application is not in `recv`/`send`; ends

@@ -14,6 +14,7 @@ use tidings_core::handshake::{
 
 use crate::runtime::{Runtime, Transport};
 use crate::shared::Shared;
+use crate::trace::ConnSpan;
 use crate::{Config, Error, WebSocket, driver};
 
 /// Bytes read per handshake read.
@@ -52,6 +53,12 @@ impl Rejection {
     /// The status.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// The body as text, formatted only when displayed (for traces).
+    #[cfg(feature = "server")]
+    pub(crate) fn reason(&self) -> impl std::fmt::Display + '_ {
+        String::from_utf8_lossy(&self.body)
     }
 
     /// The complete HTTP response for a raw transport (with `Connection: close`).
@@ -225,16 +232,24 @@ pub async fn accept_with<F>(
 where
     F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
 {
+    let span = ConnSpan::server(rt, None);
     let handshake = async {
         let mut buf = BytesMut::with_capacity(1024);
         let decision = loop {
             read_some(&mut *io, &mut buf).await?;
             match ServerHandshake::parse(&buf, &config.handshake) {
                 Ok(Status::Partial) => continue,
-                Ok(Status::Complete(hs)) => break decide(&hs, callback),
+                Ok(Status::Complete(hs)) => {
+                    span.record_path(hs.request().path());
+                    break decide(&hs, callback);
+                }
                 Err(e) => {
-                    if let Some(response) = e.response() {
-                        refuse(&mut *io, &response).await;
+                    match e.http_response() {
+                        Some(response) => {
+                            span.refused(response.status(), &e);
+                            refuse(&mut *io, &response.encode()).await;
+                        }
+                        None => span.handshake_failed(&e),
                     }
                     return Err(Error::Handshake(e));
                 }
@@ -242,6 +257,7 @@ where
         };
         match decision {
             Decision::Refuse { response, error } => {
+                span.refused(response.status(), &error);
                 refuse(&mut *io, &response.encode()).await;
                 Err(error)
             }
@@ -251,8 +267,16 @@ where
             }
         }
     };
-    let agreed = with_timeout(rt, config.handshake_timeout, handshake).await?;
-    Ok(from_transport(io, rt, config, agreed))
+    let agreed = match with_timeout(rt, config.handshake_timeout, handshake).await {
+        Ok(agreed) => agreed,
+        Err(e) => {
+            if matches!(e, Error::Io(_) | Error::HandshakeTimeout) {
+                span.handshake_failed(&e);
+            }
+            return Err(e);
+        }
+    };
+    Ok(start(io, rt, config, agreed, span))
 }
 
 /// Lets `callback` accept or refuse a validated request, and accepts with its options.
@@ -295,8 +319,9 @@ pub async fn client(
     request: &ClientRequest,
     config: &Config,
 ) -> Result<(WebSocket, ServerResponse), Error> {
-    let hs = ClientHandshake::new(request.clone(), &config.handshake)?;
+    let span = ConnSpan::client(rt, request);
     let handshake = async {
+        let hs = ClientHandshake::new(request.clone(), &config.handshake)?;
         write_all(&mut *io, &hs.encode()).await?;
         let mut buf = BytesMut::with_capacity(1024);
         loop {
@@ -306,8 +331,14 @@ pub async fn client(
             }
         }
     };
-    let (response, agreed) = with_timeout(rt, config.handshake_timeout, handshake).await?;
-    let ws = from_transport(io, rt, config, agreed);
+    let (response, agreed) = match with_timeout(rt, config.handshake_timeout, handshake).await {
+        Ok(done) => done,
+        Err(e) => {
+            span.handshake_failed(&e);
+            return Err(e);
+        }
+    };
+    let ws = start(io, rt, config, agreed, span);
     Ok((ws, response))
 }
 
@@ -320,13 +351,26 @@ pub fn from_transport(
     config: &Config,
     agreed: Agreed,
 ) -> WebSocket {
+    let span = ConnSpan::upgraded(rt, agreed.role());
+    start(io, rt, config, agreed, span)
+}
+
+/// [`from_transport`] with the connection's span (what is known of the peer and the path).
+pub(crate) fn start(
+    io: Box<dyn Transport>,
+    rt: &'static dyn Runtime,
+    config: &Config,
+    agreed: Agreed,
+    span: ConnSpan,
+) -> WebSocket {
     let now = rt.now();
     let protocol = agreed.protocol().map(str::to_owned);
     let extensions = agreed.extensions().map(str::to_owned);
+    span.record_subprotocol(protocol.as_deref());
     let conn = agreed.into_connection(config.core.clone(), now);
-    let shared = Shared::new(conn, io, config, rt, protocol, extensions);
+    let shared = Shared::new(conn, io, config, rt, protocol, extensions, span.clone());
     let ws = WebSocket::new(shared.clone());
-    driver::spawn(shared);
+    driver::spawn(shared, &span);
     ws
 }
 

@@ -48,6 +48,30 @@
 //! off until configured; see [`DeflateConfig`] and the core's
 //! [`ext::deflate`](tidings_core::ext::deflate) module for the modes, their memory cost and the
 //! decompression-bomb limit.
+//!
+//! # Observability
+//!
+//! With the `tracing` feature (off by default; the adapters forward it as their own `tracing`
+//! feature) the engine records connection-level moments with [`tracing`](https://docs.rs/tracing)
+//! — nothing per message, and without the feature nothing at all is compiled in.
+//!
+//! | what | name | level | fields |
+//! | --- | --- | --- | --- |
+//! | span: one WebSocket, from its handshake to its close | `websocket` | `INFO` | `peer`, `path`, `subprotocol`, `runtime`, `role` |
+//! | span: one HTTP connection of the [`Server`] helper | `http` | `INFO` | `peer` |
+//! | event: an upgrade refused with an HTTP status | `websocket upgrade refused` | `DEBUG` (`INFO` for 5xx) | `status`, `reason` |
+//! | event: a request refused before any route upgraded it (404, an HTTP route's 503) | `request refused` | `DEBUG` (`INFO` for 5xx) | `status`, `reason`, `path` |
+//! | event: a handshake that failed otherwise (timeout, I/O, a client refused by its server) | `websocket handshake failed` | `DEBUG` | `error` |
+//! | event: the peer violated the protocol; the connection was failed with `code` | `websocket protocol error` | `WARN` | `code`, `error` |
+//! | event: how the connection ended | `websocket closed` | `DEBUG` | `code`, `reason`, `initiator` (`local`/`remote`), `clean`, `sent`, `error`, `io_error` |
+//!
+//! `peer` is the client's address on the server side when it is known (the [`Server`] helper;
+//! [`accept_with`] only sees a transport, so it records the path alone), the URL's host and port
+//! on the client side; `path` leaves the query out. `runtime` is [`Runtime::name`]; connections
+//! made with [`from_transport`] know only their role and subprotocol. The connection's driver
+//! task runs inside its span, and so does the handler of a [`Server`] route; events go to the
+//! subscriber of the span they belong to, and the engine's tasks carry the subscriber that was
+//! current when they were spawned.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -68,6 +92,7 @@ mod server;
 mod shared;
 mod socket;
 pub mod sse;
+mod trace;
 
 #[cfg(all(feature = "server", feature = "json"))]
 pub use body::Json;
@@ -86,7 +111,7 @@ pub use handshake::{
 pub use outbox::{
     DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, Outbox, OutboxError, OutboxLimits,
 };
-pub use runtime::{Runtime, Task, Timer, Transport};
+pub use runtime::{LazyTransport, Runtime, Task, Timer, Transport, TransportSetup};
 #[cfg(feature = "server")]
 pub use server::{
     ConnectionLimiter, ConnectionPermit, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER,

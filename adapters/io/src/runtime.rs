@@ -53,4 +53,110 @@ pub trait Runtime: Send + Sync + 'static {
     fn timer(&self, deadline: Instant) -> Box<dyn Timer>;
     /// Runs `task` in the background.
     fn spawn(&self, task: Task);
+    /// The runtime's name, for diagnostics: the `runtime` field of a connection's span (feature
+    /// `tracing`). `"tokio"` and `"smol"` in the adapters.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// A [`Transport`] whose stream is still being set up — a TLS handshake accepted on a listener
+/// — by a future that the first read or write drives to completion. The server helper's TLS
+/// listeners use it, so that the handshake runs in the connection's task (bounded by its head
+/// read timeout), never in the accept loop.
+pub struct LazyTransport {
+    state: LazyState,
+}
+
+/// The setup of a [`LazyTransport`]: resolves to the ready transport.
+pub type TransportSetup = Pin<Box<dyn Future<Output = io::Result<Box<dyn Transport>>> + Send>>;
+
+enum LazyState {
+    Setup(TransportSetup),
+    Ready(Box<dyn Transport>),
+    Failed,
+}
+
+impl std::fmt::Debug for LazyTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            LazyState::Setup(_) => "setup",
+            LazyState::Ready(_) => "ready",
+            LazyState::Failed => "failed",
+        };
+        f.debug_struct("LazyTransport")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl LazyTransport {
+    /// A transport that becomes the one `setup` resolves to.
+    pub fn new(setup: TransportSetup) -> Self {
+        LazyTransport {
+            state: LazyState::Setup(setup),
+        }
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut Box<dyn Transport>>> {
+        if let LazyState::Setup(setup) = &mut self.state {
+            match setup.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(io)) => self.state = LazyState::Ready(io),
+                Poll::Ready(Err(e)) => {
+                    self.state = LazyState::Failed;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        match &mut self.state {
+            LazyState::Ready(io) => Poll::Ready(Ok(io)),
+            _ => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the transport's setup failed",
+            ))),
+        }
+    }
+}
+
+impl Transport for LazyTransport {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        match self.poll_ready(cx) {
+            Poll::Ready(Ok(io)) => io.poll_read_into(cx, buf),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.poll_ready(cx) {
+            Poll::Ready(Ok(io)) => io.poll_write_vectored(cx, bufs),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_ready(cx) {
+            Poll::Ready(Ok(io)) => io.poll_flush(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.state {
+            LazyState::Ready(io) => io.poll_shutdown(cx),
+            // Nothing was set up: nothing to shut down.
+            _ => Poll::Ready(Ok(())),
+        }
+    }
 }

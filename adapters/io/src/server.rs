@@ -48,10 +48,11 @@ use tidings_core::handshake::{
 };
 
 use crate::body::{Body, BoxError, IntoResponse};
-use crate::handshake::{Decision, accept_options, decide};
+use crate::handshake::{Decision, accept_options, decide, start};
 use crate::hyper_rt::{HyperIo, HyperTimer};
 use crate::runtime::{Runtime, Task, Timer, Transport};
-use crate::{Closer, Config, Error, Rejection, WebSocket, from_transport};
+use crate::trace::{self, ConnSpan};
+use crate::{Closer, Config, Error, Rejection, WebSocket};
 
 /// Default bound on the wait for handlers after a shutdown: 5 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -883,6 +884,24 @@ pub trait Network: 'static {
     ///
     /// Whatever registering the socket with the runtime's reactor fails with.
     fn listener(listener: std::net::TcpListener) -> io::Result<Box<dyn Listener>>;
+
+    /// The runtime's listener for `listener` that accepts TLS with `config` (the handshake runs
+    /// in each connection's task, on its first read: see [`LazyTransport`](crate::LazyTransport)).
+    ///
+    /// # Errors
+    ///
+    /// As [`listener`](Self::listener); the default refuses with `Unsupported`.
+    #[cfg(feature = "rustls")]
+    fn listener_tls(
+        listener: std::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<Box<dyn Listener>> {
+        let _ = (listener, config);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this network has no TLS listener",
+        ))
+    }
 }
 
 // ---- the server ----------------------------------------------------------------------------------
@@ -898,6 +917,8 @@ pub struct Server<N> {
     max_body_size: usize,
     retry_after: Duration,
     shutdown_timeout: Duration,
+    #[cfg(feature = "rustls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
     net: PhantomData<fn() -> N>,
 }
 
@@ -927,6 +948,8 @@ impl<N> Default for Server<N> {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             retry_after: DEFAULT_RETRY_AFTER,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            #[cfg(feature = "rustls")]
+            tls: None,
             net: PhantomData,
         }
     }
@@ -991,6 +1014,15 @@ impl<N: Network> Server<N> {
         self
     }
 
+    /// Serves HTTPS and `wss://` on the port with this rustls config (feature `rustls` of the
+    /// adapter): every connection is TLS. Set the config's ALPN protocols to `http/1.1` (or
+    /// leave them empty). The TLS handshake counts against the handshake timeout.
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Binds a TCP listener on the first address of `addr` that works (resolved with the
     /// standard library, so a host name blocks for DNS). Must run inside the adapter's runtime.
     ///
@@ -1018,6 +1050,12 @@ impl<N: Network> Server<N> {
     pub fn listen(self, listener: std::net::TcpListener) -> io::Result<Listening> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
+        #[cfg(feature = "rustls")]
+        let listener = match self.tls {
+            Some(config) => N::listener_tls(listener, config)?,
+            None => N::listener(listener)?,
+        };
+        #[cfg(not(feature = "rustls"))]
         let listener = N::listener(listener)?;
         let shared = Arc::new(ServerShared {
             routes: self.routes,
@@ -1254,7 +1292,7 @@ impl Listening {
                     Poll::Ready(Ok((io, peer))) => {
                         let registration = shared.registry.register();
                         let task = connection(io, peer, shared.clone(), registration);
-                        rt.spawn(Box::pin(task));
+                        rt.spawn(trace::http_connection(peer, Box::pin(task)));
                     }
                     Poll::Ready(Err(e)) if is_connection_error(&e) => {}
                     Poll::Ready(Err(_)) => backoff = Some(rt.timer(rt.now() + ACCEPT_BACKOFF)),
@@ -1370,6 +1408,7 @@ async fn route(
     peer: SocketAddr,
 ) -> (Response<Body>, Option<ConnectionPermit>) {
     let Some(Route(route)) = shared.routes.get(req.uri().path()).cloned() else {
+        trace::refused(404, &"no route for this path", req.uri().path());
         let response = (StatusCode::NOT_FOUND, "no route for this path").into_response();
         return (response, None);
     };
@@ -1387,7 +1426,10 @@ async fn serve_http(
 ) -> (Response<Body>, Option<ConnectionPermit>) {
     let permit = match shared.admit(peer.ip()) {
         Ok(permit) => permit,
-        Err(rejection) => return (rejection.into_response(), None),
+        Err(rejection) => {
+            trace::refused(rejection.status(), &rejection.reason(), req.uri().path());
+            return (rejection.into_response(), None);
+        }
     };
     let (mut parts, body) = req.into_parts();
     let body = match Limited::new(body, shared.max_body_size).collect().await {
@@ -1417,13 +1459,22 @@ async fn serve_websocket(
 ) -> Response<Body> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _body) = req.into_parts();
+    let span = ConnSpan::server(shared.rt, Some(peer));
+    span.record_path(parts.uri.path());
     let hs = match ServerHandshake::from_parts(&parts, &shared.config.handshake) {
         Ok(hs) => hs,
-        Err(e) => return error_response(&e).into_response(),
+        Err(e) => {
+            let response = error_response(&e);
+            span.refused(response.status(), &e);
+            return response.into_response();
+        }
     };
     let permit = match shared.admit(peer.ip()) {
         Ok(permit) => permit,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            span.refused(rejection.status(), &rejection.reason());
+            return rejection.into_response();
+        }
     };
     let decided = match sync_options(&route.accept, hs.request()) {
         Some(decided) => decided,
@@ -1433,18 +1484,26 @@ async fn serve_websocket(
             };
             let decided = init(RequestInfo::snapshot(&parts, peer)).await;
             if shared.stopping() {
-                return shared.unavailable("server shutting down").into_response();
+                let rejection = shared.unavailable("server shutting down");
+                span.refused(rejection.status(), &rejection.reason());
+                return rejection.into_response();
             }
             decided
         }
     };
     let (decision, state) = match decided {
         Ok((options, state)) => (accept_options(&hs, options), state),
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            span.refused(rejection.status(), &"refused by the application");
+            return rejection.into_response();
+        }
     };
     let (response, mut agreed) = match decision {
         Decision::Accept { response, agreed } => (response, agreed),
-        Decision::Refuse { response, .. } => return response.into_response(),
+        Decision::Refuse { response, error } => {
+            span.refused(response.status(), &error);
+            return response.into_response();
+        }
     };
     drop(hs);
     let mut info = RequestInfo::new(parts, peer);
@@ -1452,7 +1511,8 @@ async fn serve_websocket(
     let registration = shared.registry.register();
     let handler = route.handler.clone();
     let task_shared = shared.clone();
-    shared.rt.spawn(Box::pin(async move {
+    let task_span = span.clone();
+    shared.rt.spawn(span.instrument(Box::pin(async move {
         let shared = task_shared;
         let Ok(upgraded) = on_upgrade.await else {
             return;
@@ -1463,12 +1523,12 @@ async fn serve_websocket(
         let (io, staged) = parts.io.into_parts();
         agreed.feed(&parts.read_buf);
         agreed.feed(&staged);
-        let ws = from_transport(io, shared.rt, &shared.config, agreed);
+        let ws = start(io, shared.rt, &shared.config, agreed, task_span);
         registration.set_closer(ws.closer());
         let _permit = permit;
         handler(ws, info, state).await;
         drop(registration);
-    }));
+    })));
     response.into_response()
 }
 

@@ -18,6 +18,7 @@ use tidings_core::{CloseCode, CloseOutcome, Connection, Event};
 
 use crate::config::Config;
 use crate::runtime::{Runtime, Transport};
+use crate::trace::{self, ConnSpan};
 
 /// Spare capacity reserved in the input buffer before a read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -137,6 +138,7 @@ impl Shared {
         rt: &'static dyn Runtime,
         protocol: Option<String>,
         extensions: Option<String>,
+        span: ConnSpan,
     ) -> Arc<Self> {
         let driver = Arc::new(DriverSignal::default());
         let read_route = Route::new(driver.clone());
@@ -174,6 +176,7 @@ impl Shared {
             written_total: 0,
             outbox_ends: VecDeque::new(),
             outbox_flush: false,
+            span,
         };
         Arc::new(Shared {
             state: Mutex::new(state),
@@ -290,6 +293,8 @@ pub(crate) struct State {
     /// Outbox messages were queued and the driver was woken to write them: until the output is
     /// all written, further ones need no wake.
     outbox_flush: bool,
+    /// The connection's span (feature `tracing`; empty without it): its end is recorded there.
+    span: ConnSpan,
 }
 
 impl State {
@@ -331,6 +336,7 @@ impl State {
                 }
             }
             Event::Closed(outcome) => {
+                self.span.closed(outcome, self.io_error.as_ref());
                 self.outcome = Some(outcome.clone());
                 self.wake_event_waiter();
             }
@@ -849,6 +855,16 @@ impl State {
         };
         self.armed = deadline;
         Ok(deadline)
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // A connection whose end nobody decoded (its handles were dropped after the driver had
+        // stopped) still records how it ended. Without the feature this is empty.
+        if trace::ENABLED {
+            while self.outcome.is_none() && self.decode_one().is_some() {}
+        }
     }
 }
 

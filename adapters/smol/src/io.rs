@@ -123,4 +123,8 @@ impl Runtime for Smol {
     fn spawn(&self, task: Task) {
         smol::spawn(task).detach();
     }
+
+    fn name(&self) -> &'static str {
+        "smol"
+    }
 }

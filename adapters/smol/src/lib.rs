@@ -46,6 +46,9 @@ pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
 #[cfg(feature = "deflate")]
 pub use tidings_io::DeflateConfig;
+/// Server-Sent Events response bodies (`SseBody`, `SseSender`), for the server helper, hyper
+/// or axum.
+pub use tidings_io::sse;
 pub use tidings_io::{
     AcceptOptions, ClientRequest, CloseCode, CloseFrame, CloseOutcome, Closer, Config,
     ConnectOptions, EncodedFrame, Error, Event, Message, MessageKind, OriginPolicy, Outbox,
@@ -54,6 +57,13 @@ pub use tidings_io::{
 };
 #[cfg(feature = "tungstenite")]
 pub use tidings_io::{FromTungsteniteError, IntoTidings, IntoTungstenite};
+
+/// The smol runtime as the engine sees it ([`tidings_io::Runtime`]: clock, timers, spawner), for
+/// what takes one: [`SseBody::channel`](tidings_io::sse::SseBody::channel) and
+/// [`SseBody::from_stream`](tidings_io::sse::SseBody::from_stream) run their heartbeat on it.
+pub fn runtime() -> &'static dyn tidings_io::Runtime {
+    &io::RUNTIME
+}
 
 /// The hub (feature `hub`, default): clients, rooms, a JSON router and encode-once broadcast —
 /// the runtime-neutral [`tidings_hub`] crate, run on this runtime.

@@ -51,8 +51,9 @@
 //! # }
 //! ```
 //!
-//! With axum, take the whole request (`axum::extract::Request`, the last extractor) and return
-//! the response; `examples/axum_echo.rs` shows it.
+//! With axum, the `tidings_tokio::axum::WebSocketUpgrade` extractor (feature `axum`) does this
+//! from a handler's arguments (`examples/axum_echo.rs` shows it); or take the whole request
+//! (`axum::extract::Request`, the last extractor) and call [`upgrade`].
 //!
 //! What it does not do: HTTP/2 WebSockets (RFC 8441 extended `CONNECT`) — an HTTP/2 request is
 //! refused with `400`; hyper's HTTP/1 server must be built with `.with_upgrades()`.
@@ -74,8 +75,13 @@ use crate::{AcceptOptions, Config, Error, Rejection, UpgradeRequest, WebSocket};
 /// Whether `req` asks for a WebSocket upgrade (`Upgrade: websocket` and `Connection: upgrade`);
 /// for a handler that serves plain HTTP and WebSocket on one path.
 pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    wants_upgrade(req.headers())
+}
+
+/// [`is_upgrade_request`] on the headers alone (an axum extractor's `Parts`).
+pub(crate) fn wants_upgrade(headers: &http::HeaderMap) -> bool {
     let lists = |name, token: &str| {
-        req.headers().get_all(name).iter().any(|v| {
+        headers.get_all(name).iter().any(|v| {
             v.as_bytes()
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
@@ -115,11 +121,7 @@ where
 {
     match tidings_io::negotiate(req, config, choose) {
         Negotiation::Accept { response, agreed } => {
-            let upgrade = UpgradeFut {
-                on: hyper::upgrade::on(req),
-                config: config.clone(),
-                agreed: Some(agreed),
-            };
+            let upgrade = UpgradeFut::new(hyper::upgrade::on(req), config.clone(), agreed);
             Ok((response.into_http(), upgrade))
         }
         Negotiation::Refuse { response, error } => Err(Refused {
@@ -152,32 +154,67 @@ where
     F: tidings_hub::HandlerFactory,
 {
     if hub.is_closed() {
-        return Rejection::new(503)
-            .body("hub closed")
-            .to_http_response()
-            .into_http();
+        return hub_closed();
     }
     let mut admitted = None;
-    let upgraded = upgrade(req, config, |r| {
-        let admission = factory.init(r)?;
-        let accept = admission.get_accept_options().clone();
-        admitted = Some(admission);
-        Ok(accept)
-    });
-    match upgraded {
+    match upgrade(req, config, admit(factory, None, &mut admitted)) {
         Ok((response, upgrade)) => {
             if let Some(admission) = admitted {
-                let hub = hub.clone();
-                tokio::spawn(async move {
-                    if let Ok(ws) = upgrade.await {
-                        let _ = hub.serve(ws, admission).await;
-                    }
-                });
+                spawn_hub_client(hub, upgrade, admission, |_| {});
             }
             response
         }
         Err(refused) => refused.response,
     }
+}
+
+/// The answer of a hub route once the hub is closed: `503`.
+#[cfg(feature = "hub")]
+pub(crate) fn hub_closed<R: From<Bytes>>() -> Response<R> {
+    Rejection::new(503)
+        .body("hub closed")
+        .to_http_response()
+        .into_http()
+}
+
+/// The `choose` step of a hub route: `factory` decides, and its admission is kept in `admitted`.
+/// An admission that names no subprotocol gets `protocol` (one the client offered), if any.
+#[cfg(feature = "hub")]
+pub(crate) fn admit<'a, F: tidings_hub::HandlerFactory>(
+    factory: &'a F,
+    protocol: Option<String>,
+    admitted: &'a mut Option<tidings_hub::Admission<F::Handler>>,
+) -> impl FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection> + 'a {
+    move |r| {
+        let admission = factory.init(r)?;
+        let mut accept = admission.get_accept_options().clone();
+        if accept.protocol.is_none() {
+            accept.protocol = protocol;
+        }
+        *admitted = Some(admission);
+        Ok(accept)
+    }
+}
+
+/// Runs the client of an accepted hub route in a spawned task once hyper hands over the
+/// connection ([`Hub::serve`](tidings_hub::Hub::serve)); `on_failed` gets the error if the
+/// upgrade fails.
+#[cfg(feature = "hub")]
+pub(crate) fn spawn_hub_client<H: tidings_hub::Handler>(
+    hub: &tidings_hub::Hub,
+    upgrade: UpgradeFut,
+    admission: tidings_hub::Admission<H>,
+    on_failed: impl FnOnce(Error) + Send + 'static,
+) {
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(ws) => {
+                let _ = hub.serve(ws, admission).await;
+            }
+            Err(e) => on_failed(e),
+        }
+    });
 }
 
 /// A refused upgrade: the response to send and why.
@@ -238,6 +275,15 @@ impl fmt::Debug for UpgradeFut {
 }
 
 impl UpgradeFut {
+    /// The WebSocket agreed as `agreed`, with `config`, once `on` resolves.
+    pub(crate) fn new(on: OnUpgrade, config: Config, agreed: tidings_io::Agreed) -> Self {
+        UpgradeFut {
+            on,
+            config,
+            agreed: Some(agreed),
+        }
+    }
+
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
         self.agreed.as_ref()?.protocol()

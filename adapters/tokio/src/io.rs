@@ -85,4 +85,8 @@ impl Runtime for Tokio {
     fn spawn(&self, task: Task) {
         tokio::spawn(task);
     }
+
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
 }

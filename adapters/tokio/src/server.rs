@@ -1,5 +1,5 @@
-//! A small WebSocket and HTTP/1.1 server on tokio: exact-path routes, connection limits, graceful
-//! shutdown. The same API as `tidings_smol::server`; the body is runtime-neutral
+//! A WebSocket and HTTP/1.1 server on tokio (hyper's HTTP): exact-path routes, Server-Sent
+//! Events, connection limits, optional TLS, graceful shutdown. The same API as `tidings_smol::server`; the body is runtime-neutral
 //! ([`tidings_io::Server`]), this module only binds it to tokio's listener and spawner.
 //!
 //! ```no_run
@@ -15,7 +15,7 @@
 //!             }
 //!         }
 //!     }))
-//!     .route("/", Route::http(|_info| async { HttpResponse::text(200, "hello\n") }))
+//!     .route("/", Route::http(|_req| async { HttpResponse::text(200, "hello\n") }))
 //!     .max_connections(10_000)
 //!     .max_connections_per_ip(64)
 //!     .shutdown_timeout(Duration::from_secs(5))
@@ -31,21 +31,36 @@
 //!
 //! # What it does
 //!
-//! * Routes by the exact path of the request target (no prefixes, patterns or trailing-slash
-//!   folding; the query is not matched). Unknown paths get `404` before anything is upgraded.
-//! * A [`Route::websocket`] route validates the upgrade (RFC 6455 §4.2.1), applies the
-//!   [`Config`](crate::Config)'s origin policy, the connection limits and the route's subprotocol
-//!   choice, answers `101`, and runs the handler with the [`WebSocket`](crate::WebSocket) and a
-//!   [`RequestInfo`] (path, query, headers, peer address, subprotocol). A [`Route::http`] route
-//!   answers plain HTTP requests with an [`HttpResponse`], then closes the connection.
+//! * HTTP/1.1 is hyper's: keep-alive, request bodies, `Expect: 100-continue`, chunked and
+//!   streaming responses, HEAD. The helper adds routing by the exact path of the request target
+//!   (no prefixes, patterns or trailing-slash folding; the query is not matched); unknown paths
+//!   get `404`.
+//! * A [`Route::http`] route receives an `http::Request<Bytes>` (the body read up to
+//!   [`max_body_size`](tidings_io::Server::max_body_size), 1 MiB by default, `413` above it;
+//!   the client's address as a [`PeerAddr`] extension) and answers anything [`IntoResponse`]:
+//!   an `http::Response` with a whole or streaming [`Body`] — Server-Sent Events with
+//!   [`SseBody`](crate::sse::SseBody) or a hub's `SseStream` —, an [`HttpResponse`], a status,
+//!   a string, or `Json(value)`.
+//! * A [`Route::websocket`] route validates the upgrade (RFC 6455 §4.2.1, with the core's
+//!   `ServerHandshake` on hyper's parsed head — no bytes re-parsed), applies the
+//!   [`Config`](crate::Config)'s origin policy, the connection limits and the route's decision
+//!   (a subprotocol list, a `choose` callback, an `init` step, or an asynchronous one with
+//!   [`Route::websocket_async`] that may refuse after a lookup), answers `101`, and runs the
+//!   handler with the [`WebSocket`](crate::WebSocket) and a [`RequestInfo`] (method, URI,
+//!   headers, peer address, subprotocol). After the `101` the WebSocket runs on the socket
+//!   itself, not through hyper.
 //! * Limits: [`max_connections`](tidings_io::Server::max_connections) and
-//!   [`max_connections_per_ip`](tidings_io::Server::max_connections_per_ip) count connections
-//!   being served (a WebSocket until its handler ends); above them requests get `503` with
-//!   `Retry-After`, before any `101`.
+//!   [`max_connections_per_ip`](tidings_io::Server::max_connections_per_ip) count requests
+//!   being served (a WebSocket until its handler ends, an HTTP response until it is sent);
+//!   above them requests get `503` with `Retry-After`, before any `101`. The handshake timeout
+//!   bounds every request head (and the wait for the next one on a keep-alive connection).
+//! * TLS on the helper's port with [`tls`](tidings_io::Server::tls) (feature `rustls`): HTTPS
+//!   and `wss://`, the TLS handshake in each connection's task.
 //! * Graceful shutdown, by [`ServerHandle::shutdown`] or the future given to
-//!   [`serve_with_shutdown`](Listening::serve_with_shutdown): stop accepting, send close 1001
-//!   (going away) to every live WebSocket, wait for the handlers up to the shutdown timeout, and
-//!   report how many were still open ([`ShutdownReport`]).
+//!   [`serve_with_shutdown`](Listening::serve_with_shutdown): stop accepting, close idle
+//!   connections, end streaming responses, send close 1001 (going away) to every live
+//!   WebSocket, wait for the handlers up to the shutdown timeout, and report how many were still
+//!   open ([`ShutdownReport`]).
 //!
 //! The pieces are public for WebSockets served by another HTTP server: a [`ConnectionLimiter`]
 //! hands out RAII [`ConnectionPermit`]s, and a [`Registry`] keeps each live connection's
@@ -54,12 +69,10 @@
 //!
 //! # What it does not do
 //!
-//! No TLS termination (put a TLS-terminating proxy in front, or accept TLS yourself with the
-//! `tls` module, feature `rustls`, and [`accept_with`](crate::accept_with)), no HTTP/2, no
-//! keep-alive (one request per connection), no request bodies (a request announcing one gets
-//! `413`), no path parameters or middleware. Connections still sending their request head are not
-//! counted by the limits: the handshake timeout bounds them. For a full HTTP stack, use hyper or
-//! axum and `http::upgrade` (feature `hyper`).
+//! No HTTP/2 (and so no RFC 8441 WebSockets), no path parameters, no middleware: for those, use
+//! an HTTP framework (axum, with the `axum` feature's extractor on tokio) and the engine's
+//! upgrade. Connections still sending their request head are not counted by the limits: the
+//! handshake timeout bounds them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -94,22 +107,49 @@ impl Network for Tcp {
     }
 
     fn listener(listener: std::net::TcpListener) -> io::Result<Box<dyn tidings_io::Listener>> {
-        Ok(Box::new(Listener(tokio::net::TcpListener::from_std(
-            listener,
-        )?)))
+        Ok(Box::new(Listener {
+            tcp: tokio::net::TcpListener::from_std(listener)?,
+            #[cfg(feature = "rustls")]
+            tls: None,
+        }))
+    }
+
+    #[cfg(feature = "rustls")]
+    fn listener_tls(
+        listener: std::net::TcpListener,
+        config: std::sync::Arc<crate::tls::rustls::ServerConfig>,
+    ) -> io::Result<Box<dyn tidings_io::Listener>> {
+        Ok(Box::new(Listener {
+            tcp: tokio::net::TcpListener::from_std(listener)?,
+            tls: Some(crate::tls::TlsAcceptor::from(config)),
+        }))
     }
 }
 
-struct Listener(tokio::net::TcpListener);
+struct Listener {
+    tcp: tokio::net::TcpListener,
+    /// Accepts TLS on every connection, in the connection's task.
+    #[cfg(feature = "rustls")]
+    tls: Option<crate::tls::TlsAcceptor>,
+}
 
 impl tidings_io::Listener for Listener {
     fn poll_accept(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(Box<dyn Transport>, SocketAddr)>> {
-        self.0.poll_accept(cx).map(|accepted| {
+        self.tcp.poll_accept(cx).map(|accepted| {
             let (stream, peer) = accepted?;
             stream.set_nodelay(true)?;
+            #[cfg(feature = "rustls")]
+            if let Some(acceptor) = &self.tls {
+                let accept = acceptor.accept(stream);
+                let setup = Box::pin(async move { Ok(transport(accept.await?)) });
+                return Ok((
+                    Box::new(tidings_io::LazyTransport::new(setup)) as Box<dyn Transport>,
+                    peer,
+                ));
+            }
             Ok((transport(stream), peer))
         })
     }

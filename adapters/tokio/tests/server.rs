@@ -1,5 +1,6 @@
-//! The server helper on tokio: routes (WebSocket, plain HTTP, 404), connection limits (503 with
-//! `Retry-After`), graceful shutdown (close 1001, bounded wait). The test bodies live
+//! The server helper on tokio: routes (WebSocket, plain HTTP, 404), keep-alive, request bodies
+//! (413 above the limit), async `init`, Server-Sent Events, connection limits (503 with
+//! `Retry-After`), graceful shutdown (close 1001, streams ended, bounded wait). The test bodies live
 //! in `adapters/io/tests/common/server_body.rs`, shared with tidings-smol; only this prelude differs.
 
 use std::future::Future;
@@ -7,14 +8,16 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, StatusCode};
 
+use tidings_io::sse::{SseBody, SseConfig, SseEvent, SseSendError, SseSender};
 use tidings_tokio::core::handshake::HandshakeError;
 use tidings_tokio::server::{
-    HttpResponse, RequestInfo, Route, Server, ServerHandle, ShutdownReport,
+    HttpResponse, Json, PeerAddr, RequestInfo, Route, Server, ServerHandle, ShutdownReport,
 };
 use tidings_tokio::{
-    CloseCode, Config, ConnectOptions, Error, Event, WebSocket, connect, connect_with,
+    AcceptOptions, CloseCode, Config, ConnectOptions, Error, Event, Rejection, WebSocket, client,
+    connect, connect_with, runtime,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,6 +43,36 @@ fn signal() -> (impl FnOnce(), impl Future<Output = ()>) {
             let _ = rx.await;
         },
     )
+}
+
+/// An unbounded channel, for handlers to tell the test what they saw (and wait for its answer).
+fn channel<T>() -> (Tx<T>, Rx<T>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Tx(tx), Rx(rx))
+}
+
+struct Tx<T>(tokio::sync::mpsc::UnboundedSender<T>);
+
+impl<T> Clone for Tx<T> {
+    fn clone(&self) -> Self {
+        Tx(self.0.clone())
+    }
+}
+
+impl<T> Tx<T> {
+    /// Sends `value`; nothing happens if the receiver is gone.
+    fn send(&self, value: T) {
+        let _ = self.0.send(value);
+    }
+}
+
+struct Rx<T>(tokio::sync::mpsc::UnboundedReceiver<T>);
+
+impl<T> Rx<T> {
+    /// The next value; `None` once every sender is gone.
+    async fn recv(&mut self) -> Option<T> {
+        self.0.recv().await
+    }
 }
 
 macro_rules! tests {

@@ -279,9 +279,11 @@ impl Agreed {
 /// assert_eq!(handshake.request().path(), "/chat");
 /// let (response, agreed) = handshake.accept(AcceptOptions::new()).unwrap();
 /// assert!(response.encode().starts_with(b"HTTP/1.1 101 "));
+/// # #[cfg(feature = "getrandom")] {
 /// let mut conn = agreed.into_connection(Default::default(), Instant::now());
 /// // The frame that came with the head is already there.
 /// assert!(matches!(conn.poll_event(), Some(tidings_core::Event::Message(m)) if m.as_text() == Some("hi")));
+/// # }
 /// ```
 #[derive(Debug)]
 pub struct ServerHandshake<'a> {
@@ -375,15 +377,9 @@ impl<'a> ServerHandshake<'a> {
         };
         let limits = &config.limits;
         let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut headers = Vec::with_capacity(header_map.len() + 1);
-        if !header_map.contains_key(http::header::HOST)
-            && let Some(authority) = uri.authority()
-        {
-            headers.push(httparse::Header {
-                name: "host",
-                value: authority.as_str().as_bytes(),
-            });
-        }
+        // An absolute-form target does not stand in for `Host` (RFC 9112 §3.2: HTTP/1.1 requests
+        // carry one), exactly as when the head is parsed from bytes.
+        let mut headers = Vec::with_capacity(header_map.len());
         headers.extend(header_map.iter().map(|(n, v)| httparse::Header {
             name: n.as_str(),
             value: v.as_bytes(),
@@ -392,7 +388,13 @@ impl<'a> ServerHandshake<'a> {
             return Err(HandshakeError::TooManyHeaders);
         }
         // "GET " target " HTTP/1.1\r\n", "name: value\r\n" each, "\r\n".
+        // The whole target as sent: `scheme://authority` too for an absolute-form one.
+        let absolute = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => scheme.len() + 3 + authority.as_str().len(),
+            _ => 0,
+        };
         let size = method.as_str().len()
+            + absolute
             + target.len()
             + 12
             + headers
