@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use tidings_core::ext::deflate::{DEFAULT_THRESHOLD, DeflateConfig};
 use tidings_core::ext::{self, Extension, ExtensionConfig, ExtensionError};
 use tidings_core::handshake::{
-    self, AcceptOptions, ClientRequest, HandshakeError, Limits, OriginPolicy, Status,
+    self, AcceptOptions, ClientRequest, HandshakeConfig, HandshakeError, Limits, OriginPolicy,
+    ServerHandshake, Status,
 };
 use tidings_core::mask::apply_mask;
 use tidings_core::{
@@ -980,6 +981,8 @@ pub fn handshake_request(data: &[u8]) {
                 other => panic!("client rejects the server's 101: {other:?}"),
             }
 
+            check_handshake_paths(buf, n, &limits);
+
             // Choosing the first offered subprotocol and every offered extension also gives a
             // 101 the client accepts.
             let protocols = req.protocols();
@@ -1057,6 +1060,109 @@ pub fn handshake_request(data: &[u8]) {
             }
         }
     }
+}
+
+/// The handshake objects on a valid request: `ServerHandshake::parse` and `from_parts` (the same
+/// head as hyper would hand it over, when `http` holds it unchanged) see the same request and
+/// answer with the same `101`; the `Agreed` becomes a connection that already has the frame that
+/// followed the head.
+fn check_handshake_paths(buf: &[u8], head_len: usize, limits: &Limits) {
+    let config = HandshakeConfig::new()
+        .limits(*limits)
+        .origin(OriginPolicy::allow_all());
+    let mut with_frame = buf[..head_len].to_vec();
+    // A masked empty text frame (key 0).
+    with_frame.extend_from_slice(&[0x81, 0x80, 0, 0, 0, 0]);
+    let from_bytes = match ServerHandshake::parse(&with_frame, &config) {
+        Ok(Status::Complete(hs)) => hs,
+        other => panic!("parse_request accepted, ServerHandshake::parse gives {other:?}"),
+    };
+    assert_eq!(from_bytes.head_len(), head_len);
+    let (response, agreed) = from_bytes
+        .accept(AcceptOptions::new())
+        .expect("accept with default options");
+    assert_eq!(
+        response.encode(),
+        from_bytes
+            .request()
+            .accept(&AcceptOptions::new())
+            .expect("accept")
+    );
+    let mut conn = agreed.into_connection(Config::default(), Instant::now());
+    assert!(
+        matches!(conn.poll_event(), Some(Event::Message(m)) if m.as_text() == Some("")),
+        "the frame after the head reaches the connection"
+    );
+
+    // The same head as `http` parts, where `http` keeps it as it is and the size is not what
+    // decides (http counts the head its own way).
+    if head_len + 256 > limits.max_bytes {
+        return;
+    }
+    let Some(parts) = http_parts(&buf[..head_len]) else {
+        return;
+    };
+    let from_parts = ServerHandshake::from_parts(&parts, &config)
+        .unwrap_or_else(|e| panic!("bytes accepted, parts refused: {e:?}"));
+    let (a, b) = (from_bytes.request(), from_parts.request());
+    assert_eq!(
+        (
+            a.path(),
+            a.query(),
+            a.key(),
+            a.origin(),
+            a.protocols(),
+            a.extensions()
+        ),
+        (
+            b.path(),
+            b.query(),
+            b.key(),
+            b.origin(),
+            b.protocols(),
+            b.extensions()
+        ),
+        "bytes and parts see another request"
+    );
+    let (parts_response, _) = from_parts
+        .accept(AcceptOptions::new())
+        .expect("accept from parts");
+    assert_eq!(
+        parts_response.headers().collect::<Vec<_>>(),
+        response.headers().collect::<Vec<_>>()
+    );
+}
+
+/// `head` as `http` request parts, if `http` holds its method, target and headers unchanged.
+fn http_parts(head: &[u8]) -> Option<http::request::Parts> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        return None;
+    };
+    let target = req.path?;
+    let version = match req.version? {
+        1 => http::Version::HTTP_11,
+        _ => http::Version::HTTP_10,
+    };
+    let mut builder = http::Request::builder()
+        .method(req.method?)
+        .uri(target)
+        .version(version);
+    for h in req.headers.iter() {
+        if h.value.iter().any(|&b| b == b' ' || b == b'\t') && h.value.trim_ascii() != h.value {
+            return None;
+        }
+        builder = builder.header(h.name, h.value);
+    }
+    let (parts, ()) = builder.body(()).ok()?.into_parts();
+    let same_target = parts.uri.scheme().is_none()
+        && parts
+            .uri
+            .path_and_query()
+            .map(http::uri::PathAndQuery::as_str)
+            == Some(target);
+    same_target.then_some(parts)
 }
 
 /// The fixed request [`handshake_response`] answers: the RFC 6455 §1.3 key, two subprotocols and

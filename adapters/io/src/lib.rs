@@ -36,9 +36,10 @@
 //!
 //! # What it does not do
 //!
-//! No HTTP/2 and only exact-path routing in the [`Server`] helper (put a real HTTP server in front
-//! for more: the tokio adapter upgrades hyper/axum requests, and [`negotiate`] validates a request
-//! head any HTTP server read); no TLS of its own (the adapters wrap rustls streams).
+//! No HTTP of its own: the [`Server`] helper (feature `server`) is hyper's HTTP/1.1 with exact-path
+//! routing on top, and [`negotiate`] runs the upgrade checks on a request any HTTP server parsed.
+//! No HTTP/2 WebSockets (RFC 8441). TLS is rustls's: the adapters wrap rustls streams for clients,
+//! and [`Server::tls`] (feature `rustls`) takes a rustls config for the helper's port.
 //!
 //! # Compression
 //!
