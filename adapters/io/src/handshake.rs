@@ -202,19 +202,6 @@ pub(crate) async fn refuse(io: &mut dyn Transport, response: &[u8]) {
     }
 }
 
-/// What the server decided about a request.
-#[derive(Debug)]
-pub(crate) enum Decision {
-    Accept {
-        response: HttpResponse,
-        agreed: Agreed,
-    },
-    Refuse {
-        response: HttpResponse,
-        error: Error,
-    },
-}
-
 /// Server side: reads the upgrade request, applies the origin policy, lets `callback` accept
 /// (with [`AcceptOptions`]) or refuse (with a [`Rejection`]), answers, and returns the
 /// WebSocket. Bytes the client sent after its request reach the connection.
@@ -256,12 +243,12 @@ where
             }
         };
         match decision {
-            Decision::Refuse { response, error } => {
+            Negotiation::Refuse { response, error } => {
                 span.refused(response.status(), &error);
                 refuse(&mut *io, &response.encode()).await;
                 Err(error)
             }
-            Decision::Accept { response, agreed } => {
+            Negotiation::Accept { response, agreed } => {
                 write_all(&mut *io, &response.encode()).await?;
                 Ok(agreed)
             }
@@ -280,13 +267,13 @@ where
 }
 
 /// Lets `callback` accept or refuse a validated request, and accepts with its options.
-pub(crate) fn decide<F>(hs: &ServerHandshake<'_>, callback: F) -> Decision
+pub(crate) fn decide<F>(hs: &ServerHandshake<'_>, callback: F) -> Negotiation
 where
     F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
 {
     match callback(hs.request()) {
         Ok(options) => accept_options(hs, options),
-        Err(rejection) => Decision::Refuse {
+        Err(rejection) => Negotiation::Refuse {
             error: Error::Refused(rejection.status),
             response: rejection.into(),
         },
@@ -294,11 +281,11 @@ where
 }
 
 /// Accepts a validated request with the application's options.
-pub(crate) fn accept_options(hs: &ServerHandshake<'_>, options: AcceptOptions) -> Decision {
+pub(crate) fn accept_options(hs: &ServerHandshake<'_>, options: AcceptOptions) -> Negotiation {
     match hs.accept(options) {
-        Ok((response, agreed)) => Decision::Accept { response, agreed },
+        Ok((response, agreed)) => Negotiation::Accept { response, agreed },
         // The application chose something the request does not allow.
-        Err(e) => Decision::Refuse {
+        Err(e) => Negotiation::Refuse {
             response: HttpResponse::text(500, "invalid upgrade options"),
             error: Error::Handshake(e),
         },
@@ -378,4 +365,76 @@ pub(crate) fn start(
 pub fn tls_unavailable(info: &UrlInfo) -> Option<Error> {
     info.secure
         .then(|| Error::Url("wss:// needs TLS: enable the `rustls` feature of the adapter".into()))
+}
+
+/// The engine's answer to an upgrade request read by another HTTP server; see [`negotiate`].
+#[derive(Debug)]
+pub enum Negotiation {
+    /// Answer with `response` (`101 Switching Protocols` with `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Accept`, the chosen subprotocol and the extra headers), then run the
+    /// WebSocket over the upgraded connection with what was `agreed` (feed it the bytes the
+    /// server read past the head, if it hands them over).
+    Accept {
+        /// The `101` response.
+        response: HttpResponse,
+        /// Role, subprotocol and extension agreed.
+        agreed: Agreed,
+    },
+    /// Answer with `response` (the status of the error or of the application's [`Rejection`])
+    /// and do not upgrade.
+    Refuse {
+        /// The refusal.
+        response: HttpResponse,
+        /// Why: [`Error::Handshake`] for an invalid request or origin, [`Error::Refused`] when
+        /// `choose` refused.
+        error: Error,
+    },
+}
+
+/// Runs the engine's server-side handshake on an upgrade request whose head another HTTP server
+/// already parsed (hyper, axum), without turning it back into bytes: the core's validation
+/// (RFC 6455 §4.2.1, bounded by `config`'s handshake limits), `config`'s origin policy, then
+/// `choose`, which accepts with [`AcceptOptions`] or refuses with a [`Rejection`]; the
+/// extensions `config` turns on are negotiated.
+pub fn negotiate<B, F>(request: &http::Request<B>, config: &Config, choose: F) -> Negotiation
+where
+    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
+{
+    conclude(
+        ServerHandshake::from_request(request, &config.handshake),
+        choose,
+    )
+}
+
+/// [`negotiate`] on a request head taken apart (an axum extractor's `Parts`).
+pub fn negotiate_parts<F>(parts: &http::request::Parts, config: &Config, choose: F) -> Negotiation
+where
+    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
+{
+    conclude(
+        ServerHandshake::from_parts(parts, &config.handshake),
+        choose,
+    )
+}
+
+fn conclude<F>(
+    hs: Result<ServerHandshake<'_>, tidings_core::handshake::HandshakeError>,
+    choose: F,
+) -> Negotiation
+where
+    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
+{
+    match hs {
+        Err(e) => Negotiation::Refuse {
+            response: error_response(&e),
+            error: Error::Handshake(e),
+        },
+        Ok(hs) => decide(&hs, choose),
+    }
+}
+
+/// The answer to an invalid upgrade request.
+pub(crate) fn error_response(e: &tidings_core::handshake::HandshakeError) -> HttpResponse {
+    e.http_response()
+        .unwrap_or_else(|| HttpResponse::text(500, e.to_string()))
 }

@@ -106,8 +106,8 @@ pub use config::{
 };
 pub use error::Error;
 pub use handshake::{
-    ConnectOptions, Rejection, accept_with, client, from_transport, tls_unavailable,
-    with_handshake_timeout,
+    ConnectOptions, Negotiation, Rejection, accept_with, client, from_transport, negotiate,
+    negotiate_parts, tls_unavailable, with_handshake_timeout,
 };
 pub use outbox::{
     DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, Outbox, OutboxError, OutboxLimits,
@@ -116,9 +116,9 @@ pub use runtime::{LazyTransport, Runtime, Task, Timer, Transport, TransportSetup
 #[cfg(feature = "server")]
 pub use server::{
     ConnectionLimiter, ConnectionPermit, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER,
-    DEFAULT_SHUTDOWN_TIMEOUT, HttpRoute, Idle, LimitExceeded, Listener, Listening, Negotiation,
-    Network, PeerAddr, Registration, Registry, RequestInfo, Route, Server, ServerHandle,
-    ShutdownReport, WebSocketRoute, negotiate, negotiate_parts,
+    DEFAULT_SHUTDOWN_TIMEOUT, HttpRoute, Idle, LimitExceeded, Listener, Listening, Network,
+    PeerAddr, Registration, Registry, RequestInfo, Route, Server, ServerHandle, ShutdownReport,
+    WebSocketRoute,
 };
 pub use socket::{Closer, ReadHalf, Recv, RecvEvent, WebSocket, WriteHalf};
 pub use sse::{SseBody, SseConfig, SseSendError, SseSender};

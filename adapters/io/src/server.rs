@@ -43,16 +43,14 @@ use http_body::Frame;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tidings_core::CloseCode;
-use tidings_core::handshake::{
-    AcceptOptions, Agreed, HttpResponse, ServerHandshake, UpgradeRequest, parse_protocols,
-};
+use tidings_core::handshake::{AcceptOptions, ServerHandshake, UpgradeRequest, parse_protocols};
 
 use crate::body::{Body, BoxError, IntoResponse};
-use crate::handshake::{Decision, accept_options, decide, start};
+use crate::handshake::{Negotiation, accept_options, error_response, start};
 use crate::hyper_rt::{HyperIo, HyperTimer};
 use crate::runtime::{Runtime, Task, Timer, Transport};
 use crate::trace::{self, ConnSpan};
-use crate::{Closer, Config, Error, Rejection, WebSocket};
+use crate::{Closer, Config, Rejection, WebSocket};
 
 /// Default bound on the wait for handlers after a shutdown: 5 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -476,81 +474,6 @@ impl RequestInfo {
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
     }
-}
-
-/// The engine's answer to an upgrade request read by another HTTP server; see [`negotiate`].
-#[derive(Debug)]
-pub enum Negotiation {
-    /// Answer with `response` (`101 Switching Protocols` with `Upgrade`, `Connection`,
-    /// `Sec-WebSocket-Accept`, the chosen subprotocol and the extra headers), then run the
-    /// WebSocket over the upgraded connection with what was `agreed` (feed it the bytes the
-    /// server read past the head, if it hands them over).
-    Accept {
-        /// The `101` response.
-        response: HttpResponse,
-        /// Role, subprotocol and extension agreed.
-        agreed: Agreed,
-    },
-    /// Answer with `response` (the status of the error or of the application's [`Rejection`])
-    /// and do not upgrade.
-    Refuse {
-        /// The refusal.
-        response: HttpResponse,
-        /// Why: [`Error::Handshake`] for an invalid request or origin, [`Error::Refused`] when
-        /// `choose` refused.
-        error: Error,
-    },
-}
-
-/// Runs the engine's server-side handshake on an upgrade request whose head another HTTP server
-/// already parsed (hyper, axum), without turning it back into bytes: the core's validation
-/// (RFC 6455 §4.2.1, bounded by `config`'s handshake limits), `config`'s origin policy, then
-/// `choose`, which accepts with [`AcceptOptions`] or refuses with a [`Rejection`]; the
-/// extensions `config` turns on are negotiated.
-pub fn negotiate<B, F>(request: &Request<B>, config: &Config, choose: F) -> Negotiation
-where
-    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
-{
-    conclude(
-        ServerHandshake::from_request(request, &config.handshake),
-        choose,
-    )
-}
-
-/// [`negotiate`] on a request head taken apart (an axum extractor's `Parts`).
-pub fn negotiate_parts<F>(parts: &http::request::Parts, config: &Config, choose: F) -> Negotiation
-where
-    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
-{
-    conclude(
-        ServerHandshake::from_parts(parts, &config.handshake),
-        choose,
-    )
-}
-
-fn conclude<F>(
-    hs: Result<ServerHandshake<'_>, tidings_core::handshake::HandshakeError>,
-    choose: F,
-) -> Negotiation
-where
-    F: FnOnce(&UpgradeRequest<'_>) -> Result<AcceptOptions, Rejection>,
-{
-    match hs {
-        Err(e) => Negotiation::Refuse {
-            response: error_response(&e),
-            error: Error::Handshake(e),
-        },
-        Ok(hs) => match decide(&hs, choose) {
-            Decision::Accept { response, agreed } => Negotiation::Accept { response, agreed },
-            Decision::Refuse { response, error } => Negotiation::Refuse { response, error },
-        },
-    }
-}
-
-/// The answer to an invalid upgrade request.
-fn error_response(e: &tidings_core::handshake::HandshakeError) -> HttpResponse {
-    e.http_response()
-        .unwrap_or_else(|| HttpResponse::text(500, e.to_string()))
 }
 
 // ---- routes --------------------------------------------------------------------------------------
@@ -1499,8 +1422,8 @@ async fn serve_websocket(
         }
     };
     let (response, mut agreed) = match decision {
-        Decision::Accept { response, agreed } => (response, agreed),
-        Decision::Refuse { response, error } => {
+        Negotiation::Accept { response, agreed } => (response, agreed),
+        Negotiation::Refuse { response, error } => {
             span.refused(response.status(), &error);
             return response.into_response();
         }
@@ -1577,6 +1500,7 @@ impl Drop for Guarded {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::{Error, negotiate_parts};
     use tidings_core::handshake::HandshakeError;
 
     fn upgrade(extra: &[(&str, &str)]) -> http::request::Parts {

@@ -119,11 +119,13 @@ struct Args {
     server_pid: Option<u32>,
     slow: usize,
     connect_concurrency: usize,
+    /// Subscribers are Server-Sent Events clients of [`SSE_PATH`] instead of WebSockets.
+    sse: bool,
 }
 
 const USAGE: &str = "usage: fanout-load --addr HOST:PORT --subs N --size BYTES --kind text|binary \
                      --secs S [--warmup-secs W] [--window K] [--server-pid PID] [--slow N] \
-                     [--connect-concurrency C]";
+                     [--connect-concurrency C] [--sse]";
 
 fn parse_args() -> Result<Args, String> {
     let mut addr = None;
@@ -136,8 +138,13 @@ fn parse_args() -> Result<Args, String> {
     let mut server_pid = None;
     let mut slow = 0;
     let mut connect_concurrency = 100;
+    let mut sse = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--sse" {
+            sse = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
         match flag.as_str() {
@@ -172,6 +179,7 @@ fn parse_args() -> Result<Args, String> {
         server_pid,
         slow,
         connect_concurrency,
+        sse,
     };
     if args.subs == 0 || args.window == 0 || args.connect_concurrency == 0 {
         return Err("--subs, --window and --connect-concurrency must be at least 1".into());
@@ -185,6 +193,11 @@ fn parse_args() -> Result<Args, String> {
             "--size must be at least {header} for --kind {} (sequence number and timestamp)",
             kind_name(args.kind)
         ));
+    }
+    if args.sse && (args.kind != MessageKind::Text || args.slow > 0) {
+        return Err("--sse needs --kind text (binary messages do not go over Server-Sent \
+                    Events) and no --slow"
+            .into());
     }
     Ok(args)
 }
@@ -323,7 +336,7 @@ impl Report {
             "{{\"ok\":{},\"error\":{error},\"stalled\":{},\"deliveries_per_sec\":{},\
              \"msgs_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\
              \"latency_samples\":{},\"lost\":{},\"disconnected\":{},\"subs\":{},\"slow\":{},\
-             \"slow_disconnected\":{},\"slow_received\":{},\"sent_total\":{},\"size\":{},\"kind\":\"{}\",\"window\":{},\
+             \"slow_disconnected\":{},\"slow_received\":{},\"sent_total\":{},\"size\":{},\"kind\":\"{}\",\"mode\":\"{}\",\"window\":{},\
              \"connect_secs\":{},\"rss_before_kb\":{},\"rss_after_connect_kb\":{},\
              \"rss_end_kb\":{},\"rss_per_sub_bytes\":{},\"rss_series_kb\":[{series}],\
              \"rss_max_kb\":{},\"rss_growth_kb\":{},\"load_cpu\":{},\"machine_cpu\":{},\
@@ -346,6 +359,7 @@ impl Report {
             self.sent_total,
             args.size,
             kind_name(args.kind),
+            if args.sse { "sse" } else { "websocket" },
             args.window,
             f(self.connect_secs, 3),
             u(self.rss_before_kb),
@@ -1272,6 +1286,7 @@ mod tests {
             server_pid: None,
             slow: 0,
             connect_concurrency: 1,
+            sse: false,
         };
         Shared::new(&args)
     }

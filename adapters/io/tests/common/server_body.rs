@@ -574,6 +574,19 @@ async fn open_events(base: &str, streams: &mut Rx<SseSender>) -> (EventStream, S
     (EventStream::new(raw), events)
 }
 
+/// [`open_events`], then one event `hi` sent and received: the stream is flowing.
+async fn open_events_said_hi(
+    base: &str,
+    streams: &mut Rx<SseSender>,
+) -> (EventStream, SseSender) {
+    let (mut stream, events) = open_events(base, streams).await;
+    events
+        .send(&SseEvent::data("hi"))
+        .expect("room in the queue");
+    assert_eq!(stream.event().await, Some(wire(&SseEvent::data("hi"))));
+    (stream, events)
+}
+
 /// A route that records each request's method, content type and body, and answers `201` with
 /// the body's length as JSON.
 fn recording_route(seen: Tx<(String, Option<String>, Bytes)>) -> Route {
@@ -912,11 +925,7 @@ async fn sse_route_streams_events_in_order_with_headers_and_heartbeats() {
 async fn sse_sender_sees_the_client_close_within_a_few_heartbeats() {
     let (server, mut streams) = sse_server();
     let (base, handle, serving) = start(server).await;
-    let (mut stream, events) = open_events(&base, &mut streams).await;
-    events
-        .send(&SseEvent::data("hi"))
-        .expect("room in the queue");
-    assert_eq!(stream.event().await, Some(wire(&SseEvent::data("hi"))));
+    let (stream, events) = open_events_said_hi(&base, &mut streams).await;
     assert!(!events.is_closed());
 
     drop(stream);
@@ -938,11 +947,7 @@ async fn sse_sender_sees_the_client_close_within_a_few_heartbeats() {
 async fn graceful_shutdown_ends_an_open_sse_stream_and_returns() {
     let (server, mut streams) = sse_server();
     let (base, handle, serving) = start(server).await;
-    let (mut stream, events) = open_events(&base, &mut streams).await;
-    events
-        .send(&SseEvent::data("hi"))
-        .expect("room in the queue");
-    assert_eq!(stream.event().await, Some(wire(&SseEvent::data("hi"))));
+    let (mut stream, events) = open_events_said_hi(&base, &mut streams).await;
 
     // The sender stays alive: only the shutdown can end the stream.
     handle.shutdown();
