@@ -12,8 +12,8 @@
 //! * `/`: WebSocket. A client joins [`ROOM`]; what it sends goes to the room's other members.
 //! * `GET /events`: Server-Sent Events (`text/event-stream`, the hub's default settings: a
 //!   comment after 15 s without events). The subscriber joins [`ROOM`]; a text message
-//!   broadcast to the room reaches it as `data: <text>\nid: N\n\n`, encoded once for all SSE
-//!   members (binary messages do not go over SSE). Other methods get `405`.
+//!   broadcast to the room reaches it as `id: N\ndata: <text>\n\n`, encoded once for all SSE
+//!   members (binary messages do not go over SSE, but use up an id). Other methods get `405`.
 //!
 //! `--outbox N` bounds each WebSocket client's outbox at N messages (default 256: a client that
 //! falls that far behind is disconnected with 1008); `--inline` writes broadcasts from the

@@ -60,7 +60,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
@@ -69,6 +69,9 @@ use tidings_core::sse::{SSE_CONTENT_TYPE, keepalive};
 use crate::runtime::{Runtime, Timer};
 
 pub use tidings_core::sse::{SseError, SseEvent};
+
+/// Queued events are sent joined into frames of at most this many bytes (16 KiB).
+const BATCH_BYTES: usize = 16 * 1024;
 
 /// Default [`SseConfig::heartbeat`]: a keep-alive comment after 15 seconds without output.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -500,11 +503,31 @@ impl Drop for Closed {
 struct Receiver(Arc<Shared>);
 
 impl Receiver {
+    /// The next bytes to send: one queued event as it is (not copied), or several queued
+    /// events joined into one frame of at most [`BATCH_BYTES`] — one chunk for the HTTP server
+    /// to frame and write, one heartbeat reset, instead of one per event.
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut st = self.0.lock();
-        if let Some(bytes) = st.queue.pop_front() {
-            st.bytes -= bytes.len();
-            return Poll::Ready(Some(bytes));
+        if let Some(first) = st.queue.pop_front() {
+            st.bytes -= first.len();
+            let more = st
+                .queue
+                .front()
+                .is_some_and(|next| first.len() + next.len() <= BATCH_BYTES);
+            if !more {
+                return Poll::Ready(Some(first));
+            }
+            let mut batch = BytesMut::with_capacity(BATCH_BYTES.min(first.len() + st.bytes));
+            batch.extend_from_slice(&first);
+            while let Some(next) = st.queue.front() {
+                if batch.len() + next.len() > BATCH_BYTES {
+                    break;
+                }
+                batch.extend_from_slice(next);
+                st.bytes -= next.len();
+                st.queue.pop_front();
+            }
+            return Poll::Ready(Some(batch.freeze()));
         }
         if st.finished() {
             return Poll::Ready(None);
@@ -1006,11 +1029,45 @@ mod tests {
     }
 
     /// The next frame, which must be ready.
+    thread_local! {
+        /// Bytes of a frame (queued events are sent joined) not yet handed out by [`next`].
+        static CARRY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// The next whole event (up to its empty line) of the body, whatever the frames it came in.
     fn next(body: &mut SseBody) -> Bytes {
-        match poll_body(body, Waker::noop()) {
-            Poll::Ready(Some(bytes)) => bytes,
-            other => panic!("expected a frame, got {other:?}"),
+        loop {
+            let event = CARRY.with_borrow_mut(|carry| {
+                let end = carry.windows(2).position(|w| w == b"\n\n")? + 2;
+                Some(Bytes::from(carry.drain(..end).collect::<Vec<u8>>()))
+            });
+            if let Some(event) = event {
+                return event;
+            }
+            match poll_body(body, Waker::noop()) {
+                Poll::Ready(Some(bytes)) => CARRY.with_borrow_mut(|c| c.extend_from_slice(&bytes)),
+                other => panic!("expected a frame, got {other:?}"),
+            }
         }
+    }
+
+    #[test]
+    fn queued_events_go_out_joined_in_one_frame() {
+        let (_, tx, mut body) = channel(quiet());
+        tx.send(&SseEvent::data("a")).expect("room");
+        tx.send(&SseEvent::data("b")).expect("room");
+        assert_eq!(
+            poll_body(&mut body, Waker::noop()),
+            Poll::Ready(Some(Bytes::from_static(b"data: a\n\ndata: b\n\n")))
+        );
+        // One queued event is handed over as it is, without a copy.
+        let shared = SseEvent::data("c").to_bytes();
+        tx.send_bytes(shared.clone()).expect("room");
+        match poll_body(&mut body, Waker::noop()) {
+            Poll::Ready(Some(bytes)) => assert_eq!(bytes.as_ptr(), shared.as_ptr()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(tx.queued(), 0);
     }
 
     fn quiet() -> SseConfig {
@@ -1110,8 +1167,10 @@ mod tests {
             .expect("empty bytes are ignored");
         tx.send_bytes(shared.clone()).expect("room in the queue");
         assert_eq!(tx.queued(), 1);
-        let out = next(&mut body);
-        assert_eq!(out.as_ptr(), shared.as_ptr(), "not copied");
+        match poll_body(&mut body, Waker::noop()) {
+            Poll::Ready(Some(out)) => assert_eq!(out.as_ptr(), shared.as_ptr(), "not copied"),
+            other => panic!("expected a frame, got {other:?}"),
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ```text
 //! fanout-load --addr HOST:PORT --subs N --size BYTES --kind text|binary --secs S
 //!             [--warmup-secs W] [--window K] [--server-pid PID] [--slow M]
-//!             [--connect-concurrency C]
+//!             [--connect-concurrency C] [--sse]
 //! ```
 //!
 //! Against a server that broadcasts every message it receives to every *other* client: connects N
@@ -52,6 +52,16 @@
 //! slow consumer does not read before the server itself has to hold anything: at a few tens of
 //! KiB per second, as with 64 B messages to 1,000 subscribers, that takes minutes.)
 //!
+//! **Server-Sent Events.** With `--sse` (and `--kind text`, no `--slow`), the N subscribers are
+//! SSE clients instead: each sends `GET /events HTTP/1.1` over a raw TCP connection, checks the
+//! `200` and `text/event-stream` head, and decodes the body incrementally as it arrives — the
+//! HTTP/1.1 chunked transfer coding (or none) and the event lines, `data:` fields collected, the
+//! `id:` and other fields and comments skipped, an empty line delivering the event — into
+//! nothing but a partial line and the current event's data. Each event's data is checked and
+//! timed as a WebSocket text message is. The publisher is still a WebSocket client; the server
+//! must send what its WebSocket clients send to its SSE subscribers (examples/hub_fanout_server.rs
+//! does, for a room of both). The report has the same fields, and `mode` says which it was.
+//!
 //! The client is the sans-IO `tidings-core` engine over non-blocking tokio `TcpStream`s, on one
 //! current-thread runtime (one core): each subscriber wakeup is one `try_read_buf` into the
 //! engine's input buffer, sized to hold the whole window, and every frame in it is decoded.
@@ -97,6 +107,11 @@ const DISCONNECTS_LOGGED: u64 = 5;
 /// Bytes of sequence number and timestamp at the start of each message, per kind.
 const HEADER_BINARY: usize = 16;
 const HEADER_TEXT: usize = 32;
+/// The path of the Server-Sent Events subscribers (`--sse`).
+const SSE_PATH: &str = "/events";
+/// Bytes an SSE event takes beyond its data, at most: `id: ` with up to 20 digits and LF, `data: `
+/// and LF, the empty line, and the chunk's size line and CRLF.
+const SSE_OVERHEAD: usize = 64;
 
 /// The process-wide origin of the timestamps carried by messages.
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -195,9 +210,11 @@ fn parse_args() -> Result<Args, String> {
         ));
     }
     if args.sse && (args.kind != MessageKind::Text || args.slow > 0) {
-        return Err("--sse needs --kind text (binary messages do not go over Server-Sent \
+        return Err(
+            "--sse needs --kind text (binary messages do not go over Server-Sent \
                     Events) and no --slow"
-            .into());
+                .into(),
+        );
     }
     Ok(args)
 }
@@ -717,12 +734,21 @@ async fn run(args: &Args, report: &mut Report) {
     let permits = Rc::new(Semaphore::new(args.connect_concurrency));
     let begin = Instant::now();
     for index in 0..args.subs {
-        tokio::task::spawn_local(subscriber(
-            shared.clone(),
-            permits.clone(),
-            args.addr,
-            index,
-        ));
+        if args.sse {
+            tokio::task::spawn_local(sse_subscriber(
+                shared.clone(),
+                permits.clone(),
+                args.addr,
+                index,
+            ));
+        } else {
+            tokio::task::spawn_local(subscriber(
+                shared.clone(),
+                permits.clone(),
+                args.addr,
+                index,
+            ));
+        }
     }
     while shared.connected.get() < args.subs {
         let connected = shared.connected.get();
@@ -932,6 +958,50 @@ async fn subscriber(shared: Rc<Shared>, permits: Rc<Semaphore>, addr: SocketAddr
     }
 }
 
+/// One Server-Sent Events subscriber: sends `GET /events` (holding one of the permits until the
+/// response head is in), then receives until the server ends the stream or the process exits.
+async fn sse_subscriber(
+    shared: Rc<Shared>,
+    permits: Rc<Semaphore>,
+    addr: SocketAddr,
+    index: usize,
+) {
+    let connected = {
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
+        tokio::time::timeout(CONNECT_ONE, connect_sse(addr)).await
+    };
+    let (stream, mut parser, leftover) = match connected {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return shared.fail(format!("subscriber {index}: {e}")),
+        Err(_) => {
+            return shared.fail(format!(
+                "subscriber {index}: no response head in {CONNECT_ONE:?}"
+            ));
+        }
+    };
+    shared.connected.set(shared.connected.get() + 1);
+    shared.live.set(shared.live.get() + 1);
+    // Room for the whole window in one read, event fields and chunk framing included.
+    let read_chunk =
+        (shared.window as usize * (shared.size + SSE_OVERHEAD)).clamp(4096, 256 * 1024);
+    let mut expected = 0;
+    let end = receive_sse(
+        &shared,
+        &stream,
+        &mut parser,
+        &leftover,
+        &mut expected,
+        read_chunk,
+    )
+    .await;
+    match end {
+        End::Gone(why) => shared.disconnect(index, expected, &why),
+        End::Invalid(e) => shared.fail(format!("subscriber {index}: {e}")),
+    }
+}
+
 /// How a subscriber's connection ended.
 enum End {
     /// The server closed it (close frame, end of stream, reset).
@@ -998,6 +1068,59 @@ async fn receive(
             conn.poll_transmit(&mut out);
             let _ = stream.try_write(&out);
         }
+    }
+}
+
+/// An SSE subscriber's receive loop: one read per wakeup into a buffer of its own, parsed at once
+/// (chunked framing and event lines, nothing kept but a partial line), every event delivered.
+async fn receive_sse(
+    shared: &Shared,
+    stream: &TcpStream,
+    parser: &mut SseParser,
+    leftover: &[u8],
+    expected: &mut u64,
+    read_chunk: usize,
+) -> End {
+    let mut buf = vec![0; read_chunk.max(leftover.len())];
+    let mut input = leftover.len();
+    buf[..input].copy_from_slice(leftover);
+    let mut now = Instant::now();
+    loop {
+        if input > 0 {
+            let now_ns = nanos(now);
+            let fed = parser.feed(&buf[..input], &mut |data: &[u8]| {
+                shared.deliver(expected, MessageKind::Text, data, now_ns)
+            });
+            match fed {
+                Ok(Stream::Open) => {}
+                Ok(Stream::Ended) => return End::Gone("the server ended the event stream".into()),
+                Err(e) => return End::Invalid(e),
+            }
+            shared.advance();
+        }
+        let ready = match stream.ready(Interest::READABLE).await {
+            Ok(ready) => ready,
+            Err(e) => return End::Gone(format!("poll: {e}")),
+        };
+        if !ready.is_readable() && !ready.is_read_closed() {
+            input = 0;
+            continue;
+        }
+        now = Instant::now();
+        input = match stream.try_read(&mut buf) {
+            Ok(0) => return End::Gone("end of stream".into()),
+            Ok(n) => {
+                if n < buf.len() {
+                    // A short read drained the socket (as in `receive`).
+                    let _ = stream.try_io(Interest::READABLE, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
+                }
+                n
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return End::Gone(format!("read: {e}")),
+        };
     }
 }
 
@@ -1219,6 +1342,262 @@ async fn connect(
     Ok((stream, conn))
 }
 
+/// Sends `GET` [`SSE_PATH`] and reads the response head; returns the stream, a parser for the
+/// body's framing, and any body bytes that came with the head.
+async fn connect_sse(addr: SocketAddr) -> io::Result<(TcpStream, SseParser, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET {SSE_PATH} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+         Cache-Control: no-cache\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(1024);
+    loop {
+        let n = stream.read_buf(&mut head).await?;
+        if n == 0 {
+            return Err(invalid("connection closed before the response head".into()));
+        }
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let chunked = parse_sse_head(&head[..end]).map_err(invalid)?;
+            let body = head.split_off(end + 4);
+            return Ok((stream, SseParser::new(chunked), body));
+        }
+        if head.len() > 16 * 1024 {
+            return Err(invalid("response head over 16 KiB".into()));
+        }
+        head.reserve(1024);
+    }
+}
+
+/// Checks the head of the response to `GET /events` (`200`, `text/event-stream`, no length);
+/// returns whether the body is chunked (else it runs until the connection closes).
+fn parse_sse_head(head: &[u8]) -> Result<bool, String> {
+    let head = std::str::from_utf8(head).map_err(|_| "response head not UTF-8".to_owned())?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    let mut parts = status.split(' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") || parts.next() != Some("200") {
+        return Err(format!("unexpected status line {status:?}"));
+    }
+    let (mut chunked, mut event_stream) = (false, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("malformed header line {line:?}"));
+        };
+        let value = value.trim().to_ascii_lowercase();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "transfer-encoding" => chunked = value.split(',').any(|c| c.trim() == "chunked"),
+            "content-type" => event_stream = value.starts_with("text/event-stream"),
+            "content-length" => return Err(format!("an event stream with a length: {value}")),
+            _ => {}
+        }
+    }
+    if !event_stream {
+        return Err("the response is not text/event-stream".into());
+    }
+    Ok(chunked)
+}
+
+/// Whether an event stream goes on after what was fed.
+#[derive(Debug, PartialEq, Eq)]
+enum Stream {
+    Open,
+    Ended,
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// In a chunk-size line: the size so far, its digits, and whether the rest of the line (an
+    /// extension, or the CR) is skipped.
+    Size { size: u64, digits: u8, skip: bool },
+    /// In a chunk's data, with this many bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF (a CR is optional).
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one; whether at a line's start.
+    Trailer { line_start: bool },
+    /// The body is over.
+    Done,
+}
+
+/// An incremental decoder of an event stream's body: HTTP/1.1 chunked transfer coding (or
+/// none), then the `text/event-stream` lines (`data:` fields are collected, the other fields and
+/// comments are skipped; an empty line dispatches the event). Lines end with LF or CRLF. It
+/// keeps only a partial line and the current event's data between calls, and copies nothing
+/// else: the chunk framing is a few bytes stepped over per event, data lines are sliced from
+/// the input.
+struct SseParser {
+    /// `None` for a body without transfer coding.
+    chunk: Option<Chunk>,
+    /// A line not ended yet at the end of the last input.
+    line: Vec<u8>,
+    /// The current event's data (its `data:` lines joined with LF).
+    data: Vec<u8>,
+    /// Whether the current event has a `data` field.
+    has_data: bool,
+}
+
+/// The longest line kept across reads.
+const SSE_MAX_LINE: usize = 1 << 20;
+
+impl SseParser {
+    fn new(chunked: bool) -> Self {
+        SseParser {
+            chunk: chunked.then_some(Chunk::Size {
+                size: 0,
+                digits: 0,
+                skip: false,
+            }),
+            line: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+        }
+    }
+
+    /// Decodes `input`, calling `event` with the data of each complete event.
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        event: &mut impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<Stream, String> {
+        let Some(mut state) = self.chunk else {
+            self.lines(input, event)?;
+            return Ok(Stream::Open);
+        };
+        let result = loop {
+            let Some((&byte, rest)) = input.split_first() else {
+                break Ok(Stream::Open);
+            };
+            state = match state {
+                Chunk::Data(left) => {
+                    let take = left.min(input.len() as u64) as usize;
+                    if let Err(e) = self.lines(&input[..take], event) {
+                        break Err(e);
+                    }
+                    input = &input[take..];
+                    match left - take as u64 {
+                        0 => Chunk::DataEnd,
+                        left => Chunk::Data(left),
+                    }
+                }
+                state => {
+                    input = rest;
+                    match Self::step(state, byte) {
+                        Ok(next) => next,
+                        Err(e) => break Err(e),
+                    }
+                }
+            };
+            if state == Chunk::Done {
+                break if input.is_empty() {
+                    Ok(Stream::Ended)
+                } else {
+                    Err("bytes after the end of the chunked body".into())
+                };
+            }
+        };
+        self.chunk = Some(state);
+        result
+    }
+
+    /// One byte of chunk framing (any state but `Data`).
+    fn step(state: Chunk, byte: u8) -> Result<Chunk, String> {
+        Ok(match (state, byte) {
+            (Chunk::Size { size, digits, .. }, b'\n') => match (digits, size) {
+                (0, _) => return Err("empty chunk-size line".into()),
+                (_, 0) => Chunk::Trailer { line_start: true },
+                (_, size) => Chunk::Data(size),
+            },
+            (Chunk::Size { skip: true, .. }, _) => state,
+            (Chunk::Size { size, digits, .. }, _) => match (byte as char).to_digit(16) {
+                Some(_) if digits >= 15 => return Err("chunk size too large".into()),
+                Some(d) => Chunk::Size {
+                    size: size << 4 | u64::from(d),
+                    digits: digits + 1,
+                    skip: false,
+                },
+                None if matches!(byte, b';' | b'\r' | b' ' | b'\t') => Chunk::Size {
+                    size,
+                    digits,
+                    skip: true,
+                },
+                None => return Err(format!("bad byte {byte:#04x} in a chunk size")),
+            },
+            (Chunk::DataEnd, b'\r') => Chunk::DataEnd,
+            (Chunk::DataEnd, b'\n') => Chunk::Size {
+                size: 0,
+                digits: 0,
+                skip: false,
+            },
+            (Chunk::DataEnd, _) => return Err(format!("bad byte {byte:#04x} after a chunk")),
+            (Chunk::Trailer { line_start: true }, b'\n') => Chunk::Done,
+            (Chunk::Trailer { .. }, b'\n') => Chunk::Trailer { line_start: true },
+            (Chunk::Trailer { line_start }, b'\r') => Chunk::Trailer { line_start },
+            (Chunk::Trailer { .. }, _) => Chunk::Trailer { line_start: false },
+            (Chunk::Data(_) | Chunk::Done, _) => unreachable!("not framing"),
+        })
+    }
+
+    /// Event-stream bytes: every complete line is handled, the rest kept for the next call.
+    fn lines(
+        &mut self,
+        mut input: &[u8],
+        event: &mut impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        while let Some(end) = input.iter().position(|&b| b == b'\n') {
+            let (line, rest) = (&input[..end], &input[end + 1..]);
+            if self.line.is_empty() {
+                Self::field(&mut self.data, &mut self.has_data, line, event)?;
+            } else {
+                self.line.extend_from_slice(line);
+                let result = Self::field(&mut self.data, &mut self.has_data, &self.line, event);
+                self.line.clear();
+                result?;
+            }
+            input = rest;
+        }
+        if self.line.len() + input.len() > SSE_MAX_LINE {
+            return Err(format!("a line over {SSE_MAX_LINE} bytes"));
+        }
+        self.line.extend_from_slice(input);
+        Ok(())
+    }
+
+    /// One line (without its LF): a `data` field is collected, an empty line dispatches the
+    /// event, anything else (`id`, `event`, `retry`, comments) is skipped.
+    fn field(
+        data: &mut Vec<u8>,
+        has_data: &mut bool,
+        line: &[u8],
+        event: &mut impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if *has_data {
+                *has_data = false;
+                let result = event(data);
+                data.clear();
+                return result;
+            }
+            return Ok(());
+        }
+        let value = match line.strip_prefix(b"data") {
+            Some([]) => &[][..],
+            Some([b':', value @ ..]) => value.strip_prefix(b" ").unwrap_or(value),
+            _ => return Ok(()),
+        };
+        if *has_data {
+            data.push(b'\n');
+        }
+        data.extend_from_slice(value);
+        *has_data = true;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1236,6 +1615,87 @@ mod tests {
             }
         }
         assert_eq!(read_hex(b"000000000000000g"), None);
+    }
+
+    /// Runs `body` through a parser in pieces of `step` bytes; the events' data and the end.
+    fn parse_sse(chunked: bool, body: &[u8], step: usize) -> Result<(Vec<String>, Stream), String> {
+        let mut parser = SseParser::new(chunked);
+        let mut events = Vec::new();
+        let mut state = Stream::Open;
+        for piece in body.chunks(step) {
+            assert_eq!(state, Stream::Open, "input after the end");
+            state = parser.feed(piece, &mut |data: &[u8]| {
+                events.push(String::from_utf8(data.to_vec()).unwrap());
+                Ok(())
+            })?;
+        }
+        Ok((events, state))
+    }
+
+    #[test]
+    fn sse_parser_decodes_chunked_events_in_any_split() {
+        // What hyper sends for the hub's events: one chunk per event, a heartbeat comment, a
+        // chunk with an extension and CRLF line ends, a multi-line event, then the last chunk.
+        let events = [
+            "data: 0000000000000001 hello\nid: 1\n\n",
+            ": heartbeat\n\n",
+            "data: second\r\nid: 2\r\n\r\n",
+            "event: tick\ndata: a\ndata:b\ndata\nretry: 10\n\n",
+        ];
+        let mut body = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let ext = if i == 2 { ";name=value" } else { "" };
+            body.extend_from_slice(format!("{:X}{ext}\r\n{event}\r\n", event.len()).as_bytes());
+        }
+        body.extend_from_slice(b"0\r\nx-trailer: 1\r\n\r\n");
+        let want = vec![
+            "0000000000000001 hello".to_owned(),
+            "second".to_owned(),
+            "a\nb\n".to_owned(),
+        ];
+        for step in 1..=body.len() {
+            assert_eq!(
+                parse_sse(true, &body, step),
+                Ok((want.clone(), Stream::Ended)),
+                "step {step}"
+            );
+        }
+        // An event split across two chunks.
+        let split = b"5\r\ndata:\r\n5\r\n x\n\n\n\r\n";
+        assert_eq!(
+            parse_sse(true, split, 3),
+            Ok((vec!["x".to_owned()], Stream::Open))
+        );
+    }
+
+    #[test]
+    fn sse_parser_without_chunks_and_malformed_framing() {
+        assert_eq!(
+            parse_sse(false, b"data: a\n\ndata: b\n", 2),
+            Ok((vec!["a".to_owned()], Stream::Open))
+        );
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"1\r\nabc",
+            b"1234567890abcdef0\r\n",
+        ] {
+            assert!(parse_sse(true, bad, 1).is_err(), "{bad:?}");
+        }
+        assert!(parse_sse(true, b"0\r\n\r\nmore", 100).is_err());
+        assert_eq!(
+            parse_sse_head(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                                    transfer-encoding: chunked"
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            parse_sse_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"),
+            Ok(false)
+        );
+        assert!(parse_sse_head(b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain").is_err());
+        assert!(parse_sse_head(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain").is_err());
     }
 
     #[test]
