@@ -1028,7 +1028,6 @@ mod tests {
         }
     }
 
-    /// The next frame, which must be ready.
     thread_local! {
         /// Bytes of a frame (queued events are sent joined) not yet handed out by [`next`].
         static CARRY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
