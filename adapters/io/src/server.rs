@@ -596,7 +596,7 @@ impl Route {
     /// [`max_body_size`](Server::max_body_size); `413` above it) and the client's [`PeerAddr`]
     /// in the extensions, and answers with anything [`IntoResponse`]: an `http::Response` with a
     /// whole or streaming body (Server-Sent Events: [`SseBody`](crate::sse::SseBody)), an
-    /// [`HttpResponse`], a status, a string.
+    /// [`HttpResponse`](crate::HttpResponse), a status, a string.
     pub fn http<F, Fut>(handler: F) -> HttpRoute
     where
         F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
