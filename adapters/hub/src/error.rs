@@ -34,6 +34,10 @@ pub enum HubError {
     /// (close code [`HubConfig::slow_client_code`](crate::HubConfig::slow_client_code), 1008 by
     /// default).
     SlowClient,
+    /// The client sent messages faster than its [`RateLimit`](crate::RateLimit) allows: the
+    /// message was dropped (and answered with an error, or the connection closed, as the
+    /// limit's [`RateLimitAction`](crate::RateLimitAction) says).
+    RateLimited,
     /// The client cannot take this: a binary message or a WebSocket frame for a Server-Sent
     /// Events subscriber. The text says what.
     NotSupported(&'static str),
@@ -122,6 +126,7 @@ impl fmt::Display for HubError {
             HubError::SlowClient => {
                 f.write_str("client disconnected: it did not read fast enough (outbox full)")
             }
+            HubError::RateLimited => f.write_str("rate limit exceeded"),
             HubError::NotSupported(what) => write!(f, "not supported: {what}"),
             #[cfg(feature = "json")]
             HubError::Json(e) => write!(f, "invalid JSON: {e}"),

@@ -6,16 +6,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tidings_core::handshake::{AcceptOptions, UpgradeRequest};
 use tidings_core::{CloseCode, CloseOutcome, Message};
 use tidings_io::{ReadHalf, Rejection, WebSocket, WriteHalf};
 #[cfg(feature = "server")]
-use tidings_io::{Route, WebSocketRoute};
+use tidings_io::{RequestInfo, Route, WebSocketRoute};
 
 use crate::client::{Client, ClientOptions};
 use crate::hub::{Hub, HubInner};
 use crate::id::ClientId;
+use crate::limit::{RateLimitAction, TokenBucket};
 use crate::{HandlerError, HubError};
 
 /// The per-connection handler object: one is built for each connection (by a
@@ -223,6 +225,10 @@ pub struct Incoming {
     write: WriteHalf,
     client: Client,
     hub: Arc<HubInner>,
+    /// The client's message budget ([`HubConfig::rate_limit`](crate::HubConfig::rate_limit)).
+    limit: Option<(TokenBucket, RateLimitAction)>,
+    /// Closed for exceeding the rate limit: what still arrives is dropped.
+    limited: bool,
 }
 
 impl fmt::Debug for Incoming {
@@ -237,7 +243,39 @@ impl Incoming {
     /// The next message; `None` once the connection has closed cleanly, `Some(Err(_))` once if
     /// it failed. Cancellation-safe.
     pub async fn recv(&mut self) -> Option<Result<Message, HubError>> {
-        Some(self.read.recv().await?.map_err(HubError::from))
+        std::future::poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// The next message within the rate limit (see [`HubConfig::rate_limit`](crate::HubConfig::rate_limit)).
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, HubError>>> {
+        loop {
+            let message = match futures_core::Stream::poll_next(Pin::new(&mut self.read), cx) {
+                Poll::Ready(Some(Ok(message))) => message,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(HubError::from(e)))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            if self.limited {
+                continue;
+            }
+            let Some((bucket, action)) = self.limit.as_mut() else {
+                return Poll::Ready(Some(Ok(message)));
+            };
+            if bucket.try_take(Instant::now()) {
+                return Poll::Ready(Some(Ok(message)));
+            }
+            match *action {
+                RateLimitAction::Close(code) => {
+                    self.limited = true;
+                    self.hub.report_error(&self.client, &HubError::RateLimited);
+                    let _ = self.client.close(code, "rate limit exceeded");
+                }
+                // `ErrorReply`, and any action added later.
+                _ => self
+                    .hub
+                    .handler_error(&self.client, HubError::RateLimited, None),
+            }
+        }
     }
 
     /// The client these messages are from.
@@ -255,10 +293,7 @@ impl futures_core::Stream for Incoming {
     type Item = Result<Message, HubError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        Pin::new(&mut this.read)
-            .poll_next(cx)
-            .map(|item| item.map(|r| r.map_err(HubError::from)))
+        self.get_mut().poll_message(cx)
     }
 }
 
@@ -311,11 +346,18 @@ impl Hub {
             }
         };
         let (read, write) = ws.split();
+        let limit = self
+            .inner
+            .config()
+            .get_rate_limit()
+            .map(|limit| (limit.bucket(), limit.get_action()));
         let incoming = Incoming {
             read,
             write,
             client: client.clone(),
             hub: self.inner.clone(),
+            limit,
+            limited: false,
         };
         Ok((client, incoming))
     }
@@ -416,6 +458,61 @@ impl Hub {
                 }
                 let admission = factory.init(req)?;
                 Ok((admission.accept.clone(), admission))
+            },
+            move |ws, _info, admission| {
+                let hub = hub.clone();
+                async move {
+                    let _ = hub.serve(ws, admission).await;
+                }
+            },
+        )
+    }
+
+    /// A WebSocket route like [`route`](Self::route) whose admission is decided asynchronously:
+    /// `init` receives the request (already validated, origin checked, within the connection
+    /// limits) and may await a session store, a database or a token check before it admits the
+    /// client or refuses the upgrade with an HTTP status. Nothing is upgraded until it has
+    /// decided; a closed hub answers `503`.
+    ///
+    /// ```no_run
+    /// # #[cfg(all(feature = "json", feature = "auth"))] {
+    /// # use tidings_hub::{Admission, Hub, Router, auth::BearerAuth};
+    /// # use tidings_io::RequestInfo;
+    /// let hub = Hub::new();
+    /// let router = Router::new();
+    /// // The identity a token stands for, looked up asynchronously.
+    /// let auth = BearerAuth::new(|token: String| async move {
+    ///     (token == "s3cret").then(|| "alice".to_owned())
+    /// });
+    /// let route = hub.route_async(move |info: RequestInfo| {
+    ///     let (auth, router) = (auth.clone(), router.clone());
+    ///     async move {
+    ///         let user = auth.authenticate(info.query(), info.headers()).await?; // 401
+    ///         Ok(Admission::new(router).data(user)) // client.data::<String>()
+    ///     }
+    /// });
+    /// # drop(route); }
+    /// ```
+    #[cfg(feature = "server")]
+    pub fn route_async<I, Fut, H>(&self, init: I) -> WebSocketRoute
+    where
+        I: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Admission<H>, Rejection>> + Send + 'static,
+        H: Handler,
+    {
+        let init_hub = self.clone();
+        let hub = self.clone();
+        Route::websocket_async(
+            move |info| {
+                let closed = init_hub.is_closed();
+                let decided = (!closed).then(|| init(info));
+                async move {
+                    let Some(decided) = decided else {
+                        return Err(Rejection::new(503).body("hub closed"));
+                    };
+                    let admission = decided.await?;
+                    Ok((admission.accept.clone(), admission))
+                }
             },
             move |ws, _info, admission| {
                 let hub = hub.clone();

@@ -17,6 +17,7 @@ use crate::HubError;
 use crate::backend::{Backend, Broadcast, InProcess, Node, Payload, Presence, Target};
 use crate::client::{Client, ClientOptions, Sink, lock};
 use crate::id::{ClientId, random_hex};
+use crate::limit::RateLimit;
 use crate::sse::{SseState, SseStream, SseSubscription};
 
 // ---- configuration --------------------------------------------------------------------------
@@ -82,6 +83,7 @@ pub struct HubConfig {
     slow_client_code: CloseCode,
     overrides: Overrides,
     error_replies: bool,
+    rate_limit: Option<RateLimit>,
     history: usize,
     history_rooms: usize,
     #[cfg(feature = "deflate")]
@@ -98,6 +100,7 @@ impl Default for HubConfig {
             slow_client_code: CloseCode::POLICY_VIOLATION,
             overrides: Overrides::default(),
             error_replies: true,
+            rate_limit: None,
             history: 0,
             history_rooms: DEFAULT_HISTORY_ROOMS,
             #[cfg(feature = "deflate")]
@@ -188,6 +191,22 @@ impl HubConfig {
     /// Whether error replies are on.
     pub fn get_error_replies(&self) -> bool {
         self.error_replies
+    }
+
+    /// Limits the messages each WebSocket client may send (a token bucket per connection,
+    /// checked before a message reaches the handler or the [`Incoming`](crate::Incoming)
+    /// stream). A message over the limit is dropped and, by default, answered with
+    /// `{"type":"error","payload":{"message":"rate limit exceeded"}}` (the error hooks see
+    /// [`HubError::RateLimited`]); with [`RateLimit::close_on_exceed`] the connection is closed
+    /// with 1008 instead. Control frames (ping, pong) are not counted. Default: no limit.
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    /// The per-client message rate limit.
+    pub fn get_rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
     }
 
     /// Keeps the last `events` broadcasts to each room (text messages and events), numbered, so
@@ -418,7 +437,6 @@ impl HubInner {
         }
     }
 
-    #[cfg_attr(not(feature = "json"), allow(dead_code))]
     pub(crate) fn config(&self) -> &HubConfig {
         &self.config
     }

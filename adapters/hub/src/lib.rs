@@ -88,6 +88,7 @@ mod error;
 mod handler;
 mod hub;
 mod id;
+mod limit;
 #[cfg(feature = "json")]
 mod json;
 mod sse;
@@ -98,6 +99,9 @@ pub use error::{HandlerError, HubError, is_close_error, is_normal_close};
 pub use handler::{Admission, FnHandler, Handler, HandlerFactory, Incoming, handler_fn};
 pub use hub::{Broadcaster, DEFAULT_HISTORY_ROOMS, Hub, HubBuilder, HubConfig, Idle, Room};
 pub use id::ClientId;
+pub use limit::{
+    DEFAULT_MAX_KEYS, Limited, RateLimit, RateLimitAction, RateLimiter, TokenBucket,
+};
 #[cfg(feature = "json")]
 pub use json::{Envelope, Event, Router};
 pub use sse::{SseStream, SseSubscription};

@@ -43,7 +43,9 @@ use http_body::Frame;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tidings_core::CloseCode;
-use tidings_core::handshake::{AcceptOptions, ServerHandshake, UpgradeRequest, parse_protocols};
+use tidings_core::handshake::{
+    AcceptOptions, OriginPolicy, ServerHandshake, UpgradeRequest, parse_protocols,
+};
 
 use crate::body::{Body, BoxError, IntoResponse};
 use crate::handshake::{Negotiation, accept_options, error_response, start};
@@ -625,6 +627,8 @@ enum Accept {
 pub struct WebSocketRoute {
     handler: WsHandler,
     accept: Accept,
+    /// This route's origin policy, instead of the server config's.
+    origin: Option<OriginPolicy>,
 }
 
 impl fmt::Debug for WebSocketRoute {
@@ -637,6 +641,7 @@ impl fmt::Debug for WebSocketRoute {
         };
         f.debug_struct("WebSocketRoute")
             .field("accept", &accept)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -651,6 +656,7 @@ impl WebSocketRoute {
         WebSocketRoute {
             handler: Arc::new(move |ws, info, _| Box::pin(handler(ws, info))),
             accept: Accept::Protocols(Vec::new()),
+            origin: None,
         }
     }
 
@@ -670,6 +676,7 @@ impl WebSocketRoute {
         WebSocketRoute {
             handler,
             accept: Accept::Protocols(Vec::new()),
+            origin: None,
         }
     }
 
@@ -700,6 +707,29 @@ impl WebSocketRoute {
         if matches!(self.accept, Accept::Protocols(_) | Accept::Choose(_)) {
             self.accept = Accept::Protocols(protocols.into_iter().map(Into::into).collect());
         }
+        self
+    }
+
+    /// This route's origin policy (RFC 6455 §10.2), instead of the one in the server's
+    /// [`Config`] (which defaults to same-origin): an allow-list with wildcard patterns such as
+    /// `https://*.example.com` or `http://localhost:*`
+    /// ([`OriginPolicy::allow`]), or same-origin. A browser page from an origin the policy
+    /// refuses gets `403 Forbidden` before anything else about the request is decided;
+    /// clients that send no `Origin` (not browsers) pass every policy.
+    ///
+    /// **Development switch:** [`OriginPolicy::allow_all`] lets pages from any origin in,
+    /// `null` included — for a page opened from a file or a dev server on another port. Do not
+    /// ship it on a route that trusts cookies or other ambient credentials: any site a user
+    /// visits could then open the socket as that user (cross-site WebSocket hijacking).
+    ///
+    /// ```
+    /// # use tidings_io::{OriginPolicy, Route};
+    /// let route = Route::websocket(|_ws, _info| async {})
+    ///     .origin(OriginPolicy::allow(["https://app.example.com", "https://*.example.com"]));
+    /// # drop(route);
+    /// ```
+    pub fn origin(mut self, policy: OriginPolicy) -> Self {
+        self.origin = Some(policy);
         self
     }
 
@@ -1384,7 +1414,15 @@ async fn serve_websocket(
     let (parts, _body) = req.into_parts();
     let span = ConnSpan::server(shared.rt, Some(peer));
     span.record_path(parts.uri.path());
-    let hs = match ServerHandshake::from_parts(&parts, &shared.config.handshake) {
+    let route_handshake;
+    let handshake = match &route.origin {
+        Some(policy) => {
+            route_handshake = shared.config.handshake.clone().origin(policy.clone());
+            &route_handshake
+        }
+        None => &shared.config.handshake,
+    };
+    let hs = match ServerHandshake::from_parts(&parts, handshake) {
         Ok(hs) => hs,
         Err(e) => {
             let response = error_response(&e);
