@@ -3,10 +3,10 @@
 //! [`blocking`] drives the sans-IO core over plain blocking `std::net` sockets: the
 //! "bring your own runtime" story in about a hundred lines.
 //!
-//! [`chat`], [`game_lobby`], [`notifications`] and [`live_feed`] are the logic of the examples of
-//! those names: routes built on a hub, runtime-neutral (`tidings_io::Route` is the route type of
-//! both server helpers), so the example binaries only parse arguments and serve, and the tests
-//! run the same logic in-process on either runtime.
+//! [`chat`], [`secure_chat`], [`game_lobby`], [`notifications`] and [`live_feed`] are the logic of
+//! the examples of those names: routes built on a hub, runtime-neutral (`tidings_io::Route` is
+//! the route type of both server helpers), so the example binaries only parse arguments and
+//! serve, and the tests run the same logic in-process on either runtime.
 #![forbid(unsafe_code)]
 
 pub mod blocking;
@@ -15,6 +15,7 @@ pub mod game_lobby;
 pub mod live_feed;
 pub mod notifications;
 pub mod query;
+pub mod secure_chat;
 
 /// What the echo clients (`tokio_echo_client`, `smol_echo_client`) send and check.
 pub mod echo_messages {

@@ -45,21 +45,36 @@ async def fence(ws, tag):
         fail(f"something arrived before the fence {tag}: {got!r}")
 
 
+def rooms(*counts):
+    """The chat's `rooms` event with these (name, members) pairs, in order."""
+    return {"type": "rooms", "data": {"rooms": [{"name": n, "members": m} for n, m in counts]}}
+
+
 async def chat(port):
     base = f"127.0.0.1:{port}"
     page = urllib.request.urlopen(f"http://{base}/", timeout=TIMEOUT)
     html = page.read().decode()
     expect(page.headers.get_content_type(), "text/html", "page content type")
-    if "WebSocket" not in html or "/ws" not in html:
-        fail("the page does not open a WebSocket to /ws")
+    for needle in ('<script src="/chat.js">', "/ws?user=", 'id="rooms-list"', 'id="name-input"'):
+        if needle not in html:
+            fail(f"the page lacks {needle}")
+    script = urllib.request.urlopen(f"http://{base}/chat.js", timeout=TIMEOUT)
+    expect(script.headers.get("Content-Type"), "application/javascript; charset=utf-8", "script content type")
+    if "new WebSocket(" not in script.read().decode():
+        fail("the script does not open a WebSocket")
     async with connect(f"ws://{base}/ws?user=alice") as alice:
         expect(await recv_json(alice), {"type": "user_joined", "data": {"user": "alice", "room": "general"}}, "alice's own join")
+        expect(await recv_json(alice), rooms(("general", 1)), "rooms pushed after alice's join")
         async with connect(f"ws://{base}/ws") as anon:
             joined = {"type": "user_joined", "data": {"user": "anonymous", "room": "general"}}
             expect(await recv_json(anon), joined, "anonymous's own join")
+            expect(await recv_json(anon), rooms(("general", 2)), "rooms right after anonymous's own join")
             expect(await recv_json(alice), joined, "alice sees anonymous join")
+            expect(await recv_json(alice), rooms(("general", 2)), "rooms pushed to alice: general up")
             await anon.send(json.dumps({"type": "join_room", "payload": {"room": "r"}}))
             expect(await recv_json(anon), {"type": "user_joined", "data": {"user": "anonymous", "room": "r"}}, "join r")
+            expect(await recv_json(anon), rooms(("general", 2), ("r", 1)), "rooms pushed after the join of r")
+            expect(await recv_json(alice), rooms(("general", 2), ("r", 1)), "rooms pushed to alice, not in r")
             # alice is not in r: r's chat never reaches her, and her own chat to r is refused.
             await anon.send(json.dumps({"type": "chat", "payload": {"room": "r", "text": "secret"}}))
             msg = await recv_json(anon)
@@ -74,12 +89,20 @@ async def chat(port):
             for ws in (alice, anon):
                 got = await recv_json(ws)
                 expect((got["type"], got["payload"]["user"], got["payload"]["text"]), ("chat", "alice", "hi all"), "general chat")
+            await alice.send(json.dumps({"type": "list_rooms"}))
+            expect(await recv_json(alice), rooms(("general", 2), ("r", 1)), "list_rooms answered")
+            await alice.send(json.dumps({"type": "list_rooms", "payload": {}}))
+            expect(await recv_json(alice), rooms(("general", 2), ("r", 1)), "list_rooms with {} answered")
             await alice.send("{not json")
             expect((await recv_json(alice))["type"], "error", "malformed JSON answered")
             await fence(alice, "a1")
-        # anonymous disconnected: alice (in general only) hears it left general.
+            await fence(anon, "n1")
+        # anonymous disconnected: alice (in general only) hears it left general, then the rooms
+        # without it (r, emptied, is gone).
         expect(await recv_json(alice), {"type": "user_left", "data": {"user": "anonymous", "room": "general"}}, "disconnect = leave")
-    print("chat: page, rooms, chat, errors and disconnect as documented")
+        expect(await recv_json(alice), rooms(("general", 1)), "rooms pushed after the disconnect")
+        await fence(alice, "a2")
+    print("chat: page, script, rooms, chat, errors and disconnect as documented")
 
 
 async def game_lobby(port):

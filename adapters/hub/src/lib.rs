@@ -46,6 +46,14 @@
 //!   correlation by `id` ([`Client::reply`]) and error replies instead of disconnects.
 //! * **Per-client settings** (ping interval, pong timeout, read and write timeouts, message size
 //!   limit) come from the adapter's `Config`; [`HubConfig`] overrides them for a hub.
+//! * **Abuse limits**: a per-connection message [`RateLimit`] ([`HubConfig::rate_limit`], a
+//!   [`TokenBucket`] per client) answers excess messages with an error or closes with 1008; a
+//!   [`RateLimiter`] keyed by IP address (or anything) answers `429` for logins. Time is passed
+//!   in; nothing runs per entry in the background.
+//! * **Admission** (feature `auth`, default): [`auth::TicketStore`] issues one-time tickets for
+//!   the WebSocket after a login, [`auth::BearerAuth`] checks bearer tokens with an async hook
+//!   ([`Hub::route_async`]); both refuse with `401` before the upgrade. Origins are checked per
+//!   route with `WebSocketRoute::origin` (same-origin by default).
 //! * **A seam for several processes**: every broadcast, room subscription, presence change and
 //!   count goes through a [`Backend`]; the default, [`InProcess`], has no other nodes. See
 //!   [`backend`] for what crosses the seam.
@@ -82,15 +90,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod backend;
 mod client;
 mod error;
 mod handler;
 mod hub;
 mod id;
-mod limit;
 #[cfg(feature = "json")]
 mod json;
+mod limit;
 mod sse;
 
 pub use backend::{Backend, Broadcast, InProcess, Node, Payload, Presence, Target};
@@ -99,11 +109,9 @@ pub use error::{HandlerError, HubError, is_close_error, is_normal_close};
 pub use handler::{Admission, FnHandler, Handler, HandlerFactory, Incoming, handler_fn};
 pub use hub::{Broadcaster, DEFAULT_HISTORY_ROOMS, Hub, HubBuilder, HubConfig, Idle, Room};
 pub use id::ClientId;
-pub use limit::{
-    DEFAULT_MAX_KEYS, Limited, RateLimit, RateLimitAction, RateLimiter, TokenBucket,
-};
 #[cfg(feature = "json")]
 pub use json::{Envelope, Event, Router};
+pub use limit::{DEFAULT_MAX_KEYS, Limited, RateLimit, RateLimitAction, RateLimiter, TokenBucket};
 pub use sse::{SseStream, SseSubscription};
 pub use tidings_io::sse::SseConfig;
 

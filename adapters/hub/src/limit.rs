@@ -250,10 +250,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             inner.make_room(now);
         }
         let template = inner.template.clone();
-        let bucket = inner
-            .buckets
-            .entry(key.clone())
-            .or_insert_with(|| template);
+        let bucket = inner.buckets.entry(key.clone()).or_insert_with(|| template);
         if bucket.try_take(now) {
             Ok(())
         } else {
