@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use tidings_examples::{chat, live_feed};
+use tidings_examples::{chat, live_feed, secure_chat};
 use tidings_tokio::hub::Hub;
 use tidings_tokio::server::{Route, Server};
 
@@ -177,7 +177,124 @@ async fn live_feed_scenario(browser: &Browser) -> Outcome {
 
 // --- secure_chat ---------------------------------------------------------------------------------
 
-// secure_chat scenario: added with the example (HTTPS with a self-signed certificate, which the
-// sessions accept through `acceptInsecureCerts`, the login form and the one-time ticket). It is
-// one `async fn secure_chat_scenario(browser: &Browser) -> Outcome` plus its `#[tokio::test]`
-// calling `webdriver::run("secure_chat", secure_chat_scenario)`, like the two above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_chat_login_and_chat() {
+    webdriver::run("secure_chat", secure_chat_scenario).await;
+}
+
+/// Over HTTPS with a self-signed certificate (the sessions accept it): alice first types a
+/// wrong password and the form says so; then alice and bob log in through the form (`POST
+/// /login`, then the WebSocket with the one-time ticket), alice sends a message to `general`,
+/// and it shows up in bob's list under alice's name.
+async fn secure_chat_scenario(browser: &Browser) -> Outcome {
+    let users = secure_chat::Credentials::new()
+        .with("alice", "wonderland")?
+        .with("bob", "builder")?;
+    let app = secure_chat::App::new(users);
+    let tls = secure_chat::self_signed_tls_config(&[])?;
+    let mut server = Server::new().tls(tls.config);
+    for (path, route) in secure_chat::routes(&app) {
+        server = server.route(path, route);
+    }
+    let listening = server.bind("127.0.0.1:0").await?;
+    let served = Served {
+        addr: listening.local_addr(),
+        tasks: vec![tokio::spawn(listening.serve()).abort_handle()],
+    };
+    let url = format!("https://127.0.0.1:{}/", served.addr.port());
+
+    let alice = browser.session("alice").await?;
+    let bob = browser.session("bob").await?;
+    alice.goto(&url).await?;
+    log_in(&alice, "alice", "not the password").await?;
+    let error = wait_until("alice's #login-error", async || {
+        Ok(match text_of(&alice, "#login-error").await? {
+            Some(text) if !text.trim().is_empty() => Probe::Ready(text),
+            other => Probe::NotYet(format!("{other:?}")),
+        })
+    })
+    .await?;
+    if error != secure_chat::INVALID_CREDENTIALS {
+        return Err(format!("the wrong password was answered with {error:?}").into());
+    }
+
+    bob.goto(&url).await?;
+    for (client, user, password) in [(&alice, "alice", "wonderland"), (&bob, "bob", "builder")] {
+        clear(client, "#password").await?;
+        log_in(client, user, password).await?;
+    }
+    for (client, user) in [(&alice, "alice"), (&bob, "bob")] {
+        wait_for_text(client, "#status", "connected").await?;
+        wait_for_text(client, "#user-name", user).await?;
+        // Both are members of `general` from the start.
+        wait_until(&format!("general in {user}'s #room-select"), async || {
+            Ok(
+                match text_of(client, "#room-select option[value=\"general\"]").await? {
+                    Some(_) => Probe::Ready(()),
+                    None => Probe::NotYet("not yet".to_owned()),
+                },
+            )
+        })
+        .await?;
+    }
+
+    let text = "hello over TLS";
+    alice
+        .find(Locator::Css("#message-input"))
+        .await?
+        .send_keys(text)
+        .await?;
+    alice
+        .find(Locator::Css("#room-select"))
+        .await?
+        .select_by_value("general")
+        .await?;
+    alice
+        .find(Locator::Css("#send-button"))
+        .await?
+        .click()
+        .await?;
+    let line = wait_until("alice's message in bob's #messages", async || {
+        let lines = texts_of(&bob, "#messages li").await?;
+        Ok(
+            match lines.iter().find(|line| {
+                line.contains(text) && line.contains("alice") && line.contains("#general")
+            }) {
+                Some(line) => Probe::Ready(line.clone()),
+                None => Probe::NotYet(format!("{lines:?}")),
+            },
+        )
+    })
+    .await?;
+    println!("secure_chat: bob sees {line:?}");
+    browser.screenshot(&bob, "secure_chat").await?;
+    drop(served);
+    Ok(())
+}
+
+/// Fills the login form with `user` and `password` and submits it.
+async fn log_in(client: &Client, user: &str, password: &str) -> Outcome {
+    clear(client, "#username").await?;
+    client
+        .find(Locator::Css("#username"))
+        .await?
+        .send_keys(user)
+        .await?;
+    client
+        .find(Locator::Css("#password"))
+        .await?
+        .send_keys(password)
+        .await?;
+    client
+        .find(Locator::Css("#login-button"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+/// Empties the input `css`.
+async fn clear(client: &Client, css: &str) -> Outcome {
+    client.find(Locator::Css(css)).await?.clear().await?;
+    Ok(())
+}
