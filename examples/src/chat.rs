@@ -8,9 +8,9 @@
 //!
 //! # Routes
 //!
-//! * `GET /`: the page (`text/html; charset=utf-8`, no external resources; its script is
-//!   `/chat.js`). Without `?user=` it first asks for a name (prefilled with a made-up one,
-//!   `guest-1234`); with `?user=alice` it connects at once. It connects to `/ws?user=<name>` on
+//! * `GET /`: the page (`text/html; charset=utf-8`, nothing from other hosts; its script is
+//!   `/chat.js`, its style sheet `/chat.css`). Without `?user=` it first asks for a name
+//!   (prefilled with a made-up one, `guest-1234`); with `?user=alice` it connects at once. It connects to `/ws?user=<name>` on
 //!   the same host (`wss:` when the page came over `https:`) and reconnects after a lost
 //!   connection (backoff from 0.5 s doubling to 10 s, ±20% jitter), rejoining its rooms. It shows
 //!   each chat message with its time, room and user and the join/leave notices, a sidebar with
@@ -24,6 +24,7 @@
 //!   reusable by another page with the same elements: it defines
 //!   `window.startChat({ user, connect })`, where `connect` is an `async () => url` giving the
 //!   WebSocket URL for each (re)connection.
+//! * `GET /chat.css`: the page's style sheet ([`STYLE`], `text/css; charset=utf-8`).
 //! * `/ws?user=alice`: the WebSocket. The user name is the query's `user` parameter
 //!   (percent-decoded, `+` for a space); missing or empty, it is `anonymous`; longer than
 //!   [`MAX_USER_BYTES`] the upgrade is refused with `400`. Names are not unique: two clients may
@@ -110,6 +111,10 @@ pub const PAGE: &str = include_str!("chat.html");
 /// page that authenticates first can fetch a one-time ticket there).
 pub const SCRIPT: &str = include_str!("chat.js");
 
+/// The page's style sheet, served at `/chat.css` (the layout and look of the chat's elements,
+/// for [`PAGE`] and any page that runs [`SCRIPT`]).
+pub const STYLE: &str = include_str!("chat.css");
+
 /// The user name a client connected with: its request data ([`Client::data`]), which
 /// [`router`] reads. Another route that serves the router admits its clients with it:
 /// `Admission::new(router()).data(User(name))`.
@@ -129,9 +134,9 @@ pub fn hub_config() -> HubConfig {
     HubConfig::default().rate_limit(Some(RateLimit::new(MESSAGE_BURST, MESSAGES_PER_SEC)))
 }
 
-/// The chat's routes on `hub`: the page at `/`, its script at `/chat.js` and the WebSocket at
-/// `/ws`, under the server's origin policy. Give them to either server helper
-/// (`tidings_tokio::server::Server` or `tidings_smol::server::Server`):
+/// The chat's routes on `hub`: the page at `/`, its script at `/chat.js`, its style sheet at
+/// `/chat.css` and the WebSocket at `/ws`, under the server's origin policy. Give them to either
+/// server helper (`tidings_tokio::server::Server` or `tidings_smol::server::Server`):
 ///
 /// ```no_run
 /// # async fn f() -> std::io::Result<()> {
@@ -164,11 +169,10 @@ fn routes_inner(hub: &Hub, origin: Option<OriginPolicy>) -> Vec<(&'static str, R
     if let Some(origin) = origin {
         ws = ws.origin(origin);
     }
-    vec![
-        ("/", Route::http(page).into()),
-        ("/chat.js", Route::http(script).into()),
-        ("/ws", ws.into()),
-    ]
+    let page = Route::http(|req: Request<Bytes>| async move { static_resource(&req, HTML, PAGE) });
+    let mut routes = vec![("/", page.into()), ("/ws", ws.into())];
+    routes.extend(asset_routes());
+    routes
 }
 
 /// The user name from an upgrade request's query.
@@ -188,26 +192,48 @@ fn user_name(query: Option<&str>) -> Result<String, Rejection> {
     })
 }
 
-/// The page, for `GET` (and `HEAD`, answered without the body).
-async fn page(req: Request<Bytes>) -> HttpResponse {
+/// `body` as a static resource of `content_type` for `GET` and `HEAD` (the server helper leaves
+/// the body out of a `HEAD` answer), `405` with `Allow: GET, HEAD` for other methods. The
+/// chat's pages, script and style sheet, and `secure_chat`'s page, are served with it.
+pub(crate) fn static_resource(
+    req: &Request<Bytes>,
+    content_type: &'static str,
+    body: &'static str,
+) -> HttpResponse {
     match req.method().as_str() {
-        "GET" | "HEAD" => HttpResponse::html(200, PAGE)
+        "GET" | "HEAD" => HttpResponse::new(200)
+            .header("Content-Type", content_type)
             .header("Cache-Control", "no-cache")
-            .header("X-Content-Type-Options", "nosniff"),
+            .header("X-Content-Type-Options", "nosniff")
+            .header("X-Frame-Options", "DENY")
+            .header("Referrer-Policy", "no-referrer")
+            .body(body),
         _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
     }
 }
 
-/// The script, for `GET` (and `HEAD`).
-async fn script(req: Request<Bytes>) -> HttpResponse {
-    match req.method().as_str() {
-        "GET" | "HEAD" => HttpResponse::new(200)
-            .header("Content-Type", "application/javascript; charset=utf-8")
-            .header("Cache-Control", "no-cache")
-            .header("X-Content-Type-Options", "nosniff")
-            .body(SCRIPT),
-        _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
-    }
+/// The `Content-Type` of the pages.
+pub(crate) const HTML: &str = "text/html; charset=utf-8";
+
+/// The routes of the chat's script (`/chat.js`) and style sheet (`/chat.css`), shared by every
+/// page that runs the chat ([`routes`] and `secure_chat`'s).
+pub fn asset_routes() -> [(&'static str, Route); 2] {
+    [
+        (
+            "/chat.js",
+            Route::http(|req: Request<Bytes>| async move {
+                static_resource(&req, "application/javascript; charset=utf-8", SCRIPT)
+            })
+            .into(),
+        ),
+        (
+            "/chat.css",
+            Route::http(|req: Request<Bytes>| async move {
+                static_resource(&req, "text/css; charset=utf-8", STYLE)
+            })
+            .into(),
+        ),
+    ]
 }
 
 /// The chat's message router, for a WebSocket route of one's own (another way to admit

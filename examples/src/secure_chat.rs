@@ -32,8 +32,8 @@
 //!   every reconnection (the first connection uses the login's own ticket) and returns
 //!   `wss://HOST/ws?otp=<ticket>`. The credentials stay in the page's memory only (never in
 //!   storage, the URL or a cookie). Other methods: `405` with `Allow: GET, HEAD`.
-//! * `GET /chat.js`: the chat's script ([`chat::SCRIPT`],
-//!   `application/javascript; charset=utf-8`). Other methods: `405`.
+//! * `GET /chat.js` and `GET /chat.css`: the chat's script and style sheet ([`chat::SCRIPT`],
+//!   [`chat::STYLE`]). Other methods: `405`.
 //! * `POST /login` with the JSON object `{"username":"alice","password":"wonderland"}` (any
 //!   `Content-Type`; other fields ignored). Every answer is JSON (`Content-Type:
 //!   application/json`) with `Cache-Control: no-store`:
@@ -285,7 +285,8 @@ impl App {
     }
 }
 
-/// The secure chat's routes on `app`: the page at `/`, the chat's script at `/chat.js`,
+/// The secure chat's routes on `app`: the page at `/`, the chat's script and style sheet at
+/// `/chat.js` and `/chat.css`,
 /// `/login` and the WebSocket at `/ws`. Give them to either server helper with a TLS config:
 ///
 /// ```no_run
@@ -313,36 +314,17 @@ pub fn routes(app: &App) -> Vec<(&'static str, Route)> {
         let response = login(&login_app, &req, Instant::now());
         async move { response }
     });
-    vec![
-        ("/", Route::http(page).into()),
-        ("/chat.js", Route::http(script).into()),
+    let page =
+        Route::http(
+            |req: Request<Bytes>| async move { chat::static_resource(&req, chat::HTML, PAGE) },
+        );
+    let mut routes = vec![
+        ("/", page.into()),
         ("/login", login.into()),
         ("/ws", ws.into()),
-    ]
-}
-
-/// The page, for `GET` (and `HEAD`, answered without the body).
-async fn page(req: Request<Bytes>) -> HttpResponse {
-    match req.method().as_str() {
-        "GET" | "HEAD" => HttpResponse::html(200, PAGE)
-            .header("Cache-Control", "no-cache")
-            .header("X-Content-Type-Options", "nosniff")
-            .header("X-Frame-Options", "DENY")
-            .header("Referrer-Policy", "no-referrer"),
-        _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
-    }
-}
-
-/// The chat's script, for `GET` (and `HEAD`).
-async fn script(req: Request<Bytes>) -> HttpResponse {
-    match req.method().as_str() {
-        "GET" | "HEAD" => HttpResponse::new(200)
-            .header("Content-Type", "application/javascript; charset=utf-8")
-            .header("Cache-Control", "no-cache")
-            .header("X-Content-Type-Options", "nosniff")
-            .body(chat::SCRIPT),
-        _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
-    }
+    ];
+    routes.extend(chat::asset_routes());
+    routes
 }
 
 /// The body of `POST /login`.

@@ -83,37 +83,49 @@ async fn chat_scenario(browser: &Browser) -> Outcome {
     }
 
     let text = "hello from alice";
-    alice
+    send_message(&alice, "lobby", text).await?;
+    let line = wait_for_message(&bob, "alice", "lobby", text).await?;
+    println!("chat: bob sees {line:?}");
+    browser.screenshot(&bob, "chat").await?;
+    Ok(())
+}
+
+/// Types `text` into the message field, selects `room` and clicks send (the chat page's and
+/// the secure chat's controls).
+async fn send_message(client: &Client, room: &str, text: &str) -> Outcome {
+    client
         .find(Locator::Css("#message-input"))
         .await?
         .send_keys(text)
         .await?;
-    alice
+    client
         .find(Locator::Css("#room-select"))
         .await?
-        .select_by_value("lobby")
+        .select_by_value(room)
         .await?;
-    alice
+    client
         .find(Locator::Css("#send-button"))
         .await?
         .click()
         .await?;
+    Ok(())
+}
 
-    let line = wait_until("alice's message in bob's #messages", async || {
-        let lines = texts_of(&bob, "#messages li").await?;
+/// Waits until `client`'s `#messages` shows `text` from `user` in `room`; returns the line.
+async fn wait_for_message(client: &Client, user: &str, room: &str, text: &str) -> Outcome<String> {
+    let hash_room = format!("#{room}");
+    wait_until(&format!("{user}'s message in #messages"), async || {
+        let lines = texts_of(client, "#messages li").await?;
         Ok(
             match lines.iter().find(|line| {
-                line.contains(text) && line.contains("alice") && line.contains("#lobby")
+                line.contains(text) && line.contains(user) && line.contains(&hash_room)
             }) {
                 Some(line) => Probe::Ready(line.clone()),
                 None => Probe::NotYet(format!("{lines:?}")),
             },
         )
     })
-    .await?;
-    println!("chat: bob sees {line:?}");
-    browser.screenshot(&bob, "chat").await?;
-    Ok(())
+    .await
 }
 
 /// Types `room` into the room field, clicks join, and waits until the room selector offers it.
@@ -128,6 +140,11 @@ async fn join_room(client: &Client, room: &str) -> Outcome {
         .await?
         .click()
         .await?;
+    wait_for_room(client, room).await
+}
+
+/// Waits until `client`'s room selector offers `room`.
+async fn wait_for_room(client: &Client, room: &str) -> Outcome {
     let option = format!("#room-select option[value=\"{room}\"]");
     wait_until(&format!("{room} in #room-select"), async || {
         Ok(match text_of(client, &option).await? {
@@ -227,45 +244,12 @@ async fn secure_chat_scenario(browser: &Browser) -> Outcome {
         wait_for_text(client, "#status", "connected").await?;
         wait_for_text(client, "#user-name", user).await?;
         // Both are members of `general` from the start.
-        wait_until(&format!("general in {user}'s #room-select"), async || {
-            Ok(
-                match text_of(client, "#room-select option[value=\"general\"]").await? {
-                    Some(_) => Probe::Ready(()),
-                    None => Probe::NotYet("not yet".to_owned()),
-                },
-            )
-        })
-        .await?;
+        wait_for_room(client, "general").await?;
     }
 
     let text = "hello over TLS";
-    alice
-        .find(Locator::Css("#message-input"))
-        .await?
-        .send_keys(text)
-        .await?;
-    alice
-        .find(Locator::Css("#room-select"))
-        .await?
-        .select_by_value("general")
-        .await?;
-    alice
-        .find(Locator::Css("#send-button"))
-        .await?
-        .click()
-        .await?;
-    let line = wait_until("alice's message in bob's #messages", async || {
-        let lines = texts_of(&bob, "#messages li").await?;
-        Ok(
-            match lines.iter().find(|line| {
-                line.contains(text) && line.contains("alice") && line.contains("#general")
-            }) {
-                Some(line) => Probe::Ready(line.clone()),
-                None => Probe::NotYet(format!("{lines:?}")),
-            },
-        )
-    })
-    .await?;
+    send_message(&alice, "general", text).await?;
+    let line = wait_for_message(&bob, "alice", "general", text).await?;
     println!("secure_chat: bob sees {line:?}");
     browser.screenshot(&bob, "secure_chat").await?;
     drop(served);

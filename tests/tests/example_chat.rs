@@ -283,11 +283,14 @@ macro_rules! suite {
                 ] {
                     assert!(script.contains(needle), "the script lacks {needle}");
                 }
-                // Self-contained (the one script is its own, same origin), and user text never
-                // goes in as markup.
+                // Self-contained (the one script and the one style sheet are its own, same
+                // origin), and user text never goes in as markup.
                 assert_eq!(page.matches("<script src").count(), 1, "{page}");
-                for text in [&page, &script] {
-                    for needle in ["http://", "https://", "<link", "@import", "innerHTML"] {
+                assert_eq!(page.matches("<link").count(), 1, "{page}");
+                assert!(page.contains(r#"<link rel="stylesheet" href="/chat.css">"#));
+                assert!(!script.contains("<link"), "{script}");
+                for text in [&page, &script, chat::STYLE] {
+                    for needle in ["http://", "https://", "@import", "innerHTML"] {
                         assert!(!text.contains(needle), "the page or script has {needle}");
                     }
                 }
@@ -318,6 +321,20 @@ macro_rules! suite {
                 let n = rt::read(&mut tcp, &mut buf).await.expect("read");
                 let head = String::from_utf8_lossy(&buf[..n]);
                 assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
+            });
+        }
+
+        #[test]
+        fn the_style_sheet_is_served_as_css() {
+            rt::run(GUARD, async {
+                let hub = new_hub();
+                let (_server, addr) = start(&hub).await;
+                let (head, body) = get(addr, "/chat.css").await;
+                assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+                assert_eq!(header(&head, "Content-Type"), Some("text/css; charset=utf-8"));
+                assert_eq!(header(&head, "X-Content-Type-Options"), Some("nosniff"));
+                assert_eq!(body, chat::STYLE);
+                assert!(body.contains("#messages"), "{body}");
             });
         }
 

@@ -356,6 +356,11 @@ macro_rules! suite {
                     Some("application/javascript; charset=utf-8")
                 );
                 assert_eq!(script.text(), tidings_examples::chat::SCRIPT);
+                assert!(html.contains(r#"<link rel="stylesheet" href="/chat.css">"#));
+                let style = server.request("GET", "/chat.css", None).await;
+                assert_eq!(style.status, 200);
+                assert_eq!(style.header("Content-Type"), Some("text/css; charset=utf-8"));
+                assert_eq!(style.text(), tidings_examples::chat::STYLE);
 
                 let post = server.request("POST", "/", Some("{}")).await;
                 assert_eq!(post.status, 405);
