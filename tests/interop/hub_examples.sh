@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The hub examples as released binaries, driven by independent clients (Python `websockets`,
 # tests/interop/hub_examples.py; for the SSE examples also urllib and a raw-socket event-stream
-# client, tests/interop/hub_sse_examples.py): chat (tidings-tokio), game_lobby (tidings-smol),
-# hub_fanout_server, notifications (tidings-tokio, WebSocket + SSE) and live_feed (tidings-smol,
-# SSE), each started on its own loopback port (9051-9055, override with
-# TIDINGS_HUB_PORTS="a b c d e"), checked against its documented wire protocol, then stopped with
-# SIGINT (the examples close their hub and exit). Assumes the release examples are built
+# client, tests/interop/hub_sse_examples.py; for secure_chat ssl + http.client and `websockets`
+# over wss://, tests/interop/hub_secure_examples.py): chat (tidings-tokio), game_lobby
+# (tidings-smol), hub_fanout_server, notifications (tidings-tokio, WebSocket + SSE), live_feed
+# (tidings-smol, SSE) and secure_chat (tidings-tokio over TLS with its self-signed development
+# certificate and development login alice / wonderland), each started on its own loopback port
+# (9051-9056, override with TIDINGS_HUB_PORTS="a b c d e f"; ports left off the end keep their
+# defaults), checked against its documented wire protocol, then stopped with SIGINT (the
+# examples close their hub and exit). Assumes the release examples are built
 # (`cargo build --release --examples`); the venv is the interop one (tests/interop/venv.sh).
 # Logs to target/interop/; exits non-zero if any check failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 . tests/interop/venv.sh
-read -r CHAT_PORT LOBBY_PORT FANOUT_PORT NOTIFY_PORT FEED_PORT \
-  <<<"${TIDINGS_HUB_PORTS:-9051 9052 9053 9054 9055}"
+read -r CHAT_PORT LOBBY_PORT FANOUT_PORT NOTIFY_PORT FEED_PORT SECURE_PORT \
+  <<<"${TIDINGS_HUB_PORTS:-9051 9052 9053 9054 9055 9056}"
 EXAMPLES=target/release/examples
 LOGS=target/interop
 mkdir -p "$LOGS"
@@ -42,9 +45,10 @@ check() { # $1 = example, $2 = port, $3 = check name, $4 = driver (default hub_e
   if [ "$rc" -eq 0 ]; then echo "PASS  $ex"; else echo "FAIL  $ex (log: $LOGS/$ex.log)"; cat "$LOGS/$ex.log"; failed=1; fi
 }
 
-check chat "$CHAT_PORT" chat
-check game_lobby "$LOBBY_PORT" game_lobby
-check hub_fanout_server "$FANOUT_PORT" fanout
+check chat "${CHAT_PORT:-9051}" chat
+check game_lobby "${LOBBY_PORT:-9052}" game_lobby
+check hub_fanout_server "${FANOUT_PORT:-9053}" fanout
 check notifications "${NOTIFY_PORT:-9054}" notifications tests/interop/hub_sse_examples.py
 check live_feed "${FEED_PORT:-9055}" live_feed tests/interop/hub_sse_examples.py
+check secure_chat "${SECURE_PORT:-9056}" secure_chat tests/interop/hub_secure_examples.py
 exit $failed
