@@ -66,6 +66,9 @@ pub trait Runtime: Send + Sync + 'static {
 /// read timeout), never in the accept loop.
 pub struct LazyTransport {
     state: LazyState,
+    dbg_t0: Instant,
+    dbg_log: Vec<String>,
+    dbg_dumped: bool,
 }
 
 /// The setup of a [`LazyTransport`]: resolves to the ready transport.
@@ -95,6 +98,26 @@ impl LazyTransport {
     pub fn new(setup: TransportSetup) -> Self {
         LazyTransport {
             state: LazyState::Setup(setup),
+            dbg_t0: Instant::now(),
+            dbg_log: Vec::new(),
+            dbg_dumped: false,
+        }
+    }
+
+    fn dbg(&mut self, what: String) {
+        let el = self.dbg_t0.elapsed();
+        self.dbg_log.push(format!("{:>10.3?} {}", el, what));
+        if el > std::time::Duration::from_secs(2) && !self.dbg_dumped {
+            self.dbg_dumped = true;
+            eprintln!("=== STALLED LazyTransport ===\n{}", self.dbg_log.join("\n"));
+        }
+    }
+
+    fn dbg_state(&self) -> &'static str {
+        match self.state {
+            LazyState::Setup(_) => "setup",
+            LazyState::Ready(_) => "ready",
+            LazyState::Failed => "failed",
         }
     }
 
@@ -125,11 +148,15 @@ impl Transport for LazyTransport {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        match self.poll_ready(cx) {
+        let before = self.dbg_state();
+        let r = match self.poll_ready(cx) {
             Poll::Ready(Ok(io)) => io.poll_read_into(cx, buf),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
-        }
+        };
+        let after = self.dbg_state();
+        self.dbg(format!("read {before}->{after} cap {} => {:?}", buf.capacity() - buf.len(), &r));
+        r
     }
 
     fn poll_write_vectored(
@@ -137,19 +164,27 @@ impl Transport for LazyTransport {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.poll_ready(cx) {
+        let before = self.dbg_state();
+        let r = match self.poll_ready(cx) {
             Poll::Ready(Ok(io)) => io.poll_write_vectored(cx, bufs),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
-        }
+        };
+        let after = self.dbg_state();
+        self.dbg(format!("write {before}->{after} => {:?}", &r));
+        r
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.poll_ready(cx) {
+        let before = self.dbg_state();
+        let r = match self.poll_ready(cx) {
             Poll::Ready(Ok(io)) => io.poll_flush(cx),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
-        }
+        };
+        let after = self.dbg_state();
+        self.dbg(format!("flush {before}->{after} => {:?}", &r));
+        r
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -65,7 +65,8 @@ pub fn runtime() -> &'static dyn tidings_io::Runtime {
     &io::RUNTIME
 }
 
-/// The hub (feature `hub`, default): clients, rooms, a JSON router and encode-once broadcast —
-/// the runtime-neutral [`tidings_hub`] crate, run on this runtime.
+/// The hub (feature `hub`, default): clients, rooms, a JSON router and encode-once broadcast,
+/// rate limits, and with feature `auth` (default) one-time tickets and bearer tokens
+/// (`hub::auth`) — the runtime-neutral [`tidings_hub`] crate, run on this runtime.
 #[cfg(feature = "hub")]
 pub use tidings_hub as hub;
