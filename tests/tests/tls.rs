@@ -168,56 +168,6 @@ macro_rules! suite {
             });
         }
 
-        #[test]
-        #[ignore]
-        fn zz_repro_many_connections() {
-            rt::run(Duration::from_secs(600), async {
-                let n: usize = std::env::var("REPRO_N")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(300);
-                let (server_config, client_config) = configs();
-                let listening = ws::server::Server::new()
-                    .tls(server_config)
-                    .config(ws::Config::default().handshake_timeout(Some(Duration::from_secs(13))))
-                    .route(
-                        "/echo",
-                        ws::server::Route::websocket(|ws, _info| async move {
-                            let _ = echo(ws).await;
-                        }),
-                    )
-                    .bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let port = listening.local_addr().port();
-                let handle = listening.handle();
-                let serving = rt::spawn(listening.serve());
-                let url = format!("wss://localhost:{port}/echo");
-                let opts = ConnectOptions::new()
-                    .config(ws::Config::default().handshake_timeout(Some(Duration::from_secs(20))));
-                let mut slow = 0;
-                let mut max = Duration::ZERO;
-                for i in 0..n {
-                    let t = std::time::Instant::now();
-                    let (mut client, _) = tls::connect_with_tls(&url, &opts, client_config.clone())
-                        .await
-                        .expect("wss connect");
-                    let el = t.elapsed();
-                    max = max.max(el);
-                    if el > Duration::from_millis(500) {
-                        slow += 1;
-                        eprintln!("{} conn {i}: {el:?}", rt::NAME);
-                    }
-                    client.send(Message::text("x")).await.expect("send");
-                    let _ = client.recv().await;
-                    let _ = client.close(CloseCode::NORMAL, "").await;
-                }
-                eprintln!("{}: {n} connections, {slow} slow, max {max:?}", rt::NAME);
-                handle.shutdown();
-                let _ = serving.await;
-            });
-        }
-
         /// Certificate validation is on: the default webpki roots do not trust a self-signed
         /// certificate, and a private root does not make it valid for another name.
         #[test]
