@@ -100,10 +100,9 @@ fn temp_path(what: &str) -> PathBuf {
     ))
 }
 
-/// The suite, for a runtime module `rt` (with the extension traits of its I/O in scope) and the
-/// ticket lifetime of its apps (`$lifetime`).
+/// The suite, for a runtime module `rt` (with the extension traits of its I/O in scope).
 macro_rules! suite {
-    ($lifetime:expr) => {
+    () => {
         use std::net::{IpAddr, Ipv4Addr};
         use std::sync::Arc;
         use std::time::{Duration, Instant};
@@ -300,14 +299,12 @@ macro_rules! suite {
             json!({"type": "chat", "payload": {"room": room, "text": text}}).to_string()
         }
 
-        /// The lifetime of this suite's tickets (see `mod smol_suite`).
-        const LIFETIME: Duration = $lifetime;
+        /// The lifetime of the example's tickets.
+        const LIFETIME: Duration = tidings_examples::secure_chat::TICKET_LIFETIME;
 
-        /// An app for `users` with this suite's ticket lifetime.
+        /// The example's app for `users`.
         fn app(users: Credentials) -> App {
-            let mut app = App::new(users);
-            app.tickets = rt::ws::hub::auth::TicketStore::new().lifetime(LIFETIME);
-            app
+            App::new(users)
         }
 
         fn dev_app() -> App {
@@ -502,7 +499,7 @@ macro_rules! suite {
                 let unknown = "A".repeat(43);
                 assert_eq!(server.refused(&format!("?otp={unknown}")).await, 401, "unknown");
 
-                // Issued 10 s ago with the 5 s lifetime (on tokio): expired on arrival.
+                // Issued 10 s ago with the 5 s lifetime: expired on arrival.
                 let old = server
                     .app
                     .tickets
@@ -594,22 +591,16 @@ macro_rules! suite {
     };
 }
 
-/// With the example's ticket lifetime (5 s).
 mod tokio_suite {
     use super::tokio_rt as rt;
     use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
-    suite!(tidings_examples::secure_chat::TICKET_LIFETIME);
+    suite!();
 }
 
-/// With tickets that outlive the test's guard (60 s): smol's TLS server helper now and then
-/// serves a new connection only after about 10 s (its handshake timeout; also seen in
-/// `tls.rs`'s `smol_suite::server_helper_serves_wss_with_its_tls_config`), which would expire a
-/// 5 s ticket between the login and the upgrade and fail the test for a reason that is not
-/// the example's. Everything else is the same; the tokio suite runs the real lifetime.
 mod smol_suite {
     use super::smol_rt as rt;
     use ::smol::io::{AsyncReadExt, AsyncWriteExt};
-    suite!(std::time::Duration::from_secs(60));
+    suite!();
 }
 
 // ---- without a server ------------------------------------------------------------------------
