@@ -168,6 +168,63 @@ macro_rules! suite {
             });
         }
 
+        /// A stress run, not part of `cargo test` (it takes about 3 s per 1,000 connections):
+        /// `TIDINGS_TLS_CONNECTIONS=5000 cargo test -p tidings-tests --test tls -- --ignored`.
+        /// Sequential `wss://` connections to the TLS server helper, each with one echo; none
+        /// may take longer than a second to open. The server's handshake timeout is 13 s, so a
+        /// connection whose request waits for that timer (a lost wakeup: the TLS setup finished
+        /// in a flush and took the request with it) stands out.
+        #[test]
+        #[ignore = "stress run: many TLS connections"]
+        fn many_sequential_wss_connections_open_promptly() {
+            rt::run(Duration::from_secs(900), async {
+                let n: usize = std::env::var("TIDINGS_TLS_CONNECTIONS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1000);
+                let (server_config, client_config) = configs();
+                let listening = ws::server::Server::new()
+                    .tls(server_config)
+                    .config(ws::Config::default().handshake_timeout(Some(Duration::from_secs(13))))
+                    .route(
+                        "/echo",
+                        ws::server::Route::websocket(|ws, _info| async move {
+                            let _ = echo(ws).await;
+                        }),
+                    )
+                    .bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let url = format!("wss://localhost:{}/echo", listening.local_addr().port());
+                let handle = listening.handle();
+                let serving = rt::spawn(listening.serve());
+                let options = ConnectOptions::new()
+                    .config(ws::Config::default().handshake_timeout(Some(Duration::from_secs(20))));
+                let mut slow = Vec::new();
+                let mut slowest = Duration::ZERO;
+                for i in 0..n {
+                    let started = std::time::Instant::now();
+                    let (mut client, _) =
+                        tls::connect_with_tls(&url, &options, client_config.clone())
+                            .await
+                            .expect("wss connect");
+                    let took = started.elapsed();
+                    slowest = slowest.max(took);
+                    if took > Duration::from_secs(1) {
+                        slow.push((i, took));
+                    }
+                    client.send(Message::text("x")).await.expect("send");
+                    let back = client.recv().await.expect("open").expect("echo");
+                    assert_eq!(back.as_text(), Some("x"));
+                    client.close(CloseCode::NORMAL, "").await.expect("close");
+                }
+                eprintln!("{}: {n} connections, slowest {slowest:?}", rt::NAME);
+                handle.shutdown();
+                serving.await;
+                assert!(slow.is_empty(), "slow to open (index, time): {slow:?}");
+            });
+        }
+
         /// Certificate validation is on: the default webpki roots do not trust a self-signed
         /// certificate, and a private root does not make it valid for another name.
         #[test]
