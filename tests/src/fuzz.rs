@@ -2589,3 +2589,978 @@ pub fn hub_envelope(data: &[u8]) {
     let message: Value = back.payload_as().expect("value");
     assert_eq!(message, serde_json::json!({"message": text}));
 }
+
+// ---------------------------------------------------------------------------------------------
+// hub_admission
+// ---------------------------------------------------------------------------------------------
+
+/// Ticket lifetimes (`TicketStore::lifetime`); the last is capped to a day by the store.
+const ADMISSION_LIFETIMES: [Duration; 8] = [
+    Duration::ZERO,
+    Duration::from_millis(1),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(60),
+    Duration::from_secs(3600),
+    Duration::from_secs(2 * 24 * 3600),
+];
+
+/// Ticket store capacities (`TicketStore::max_outstanding`).
+const ADMISSION_MAX_OUTSTANDING: [usize; 8] = [0, 1, 2, 3, 4, 8, 16, 64];
+
+/// Refill rates (tokens a second); NaN, infinite and negative ones count as 0.
+const ADMISSION_RATES: [f64; 16] = [
+    0.0,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+    1e-3,
+    0.1,
+    3.0,
+    1000.0,
+    f64::NAN,
+    f64::INFINITY,
+    -1.0,
+    0.3,
+    0.7,
+    7.0,
+    100.0,
+];
+
+/// Query parameter names to carry a ticket (with a space and a `%`, which must be encoded).
+const ADMISSION_TICKET_PARAMS: [&str; 4] = ["ticket", "t", "access ticket", "ticket%"];
+
+/// Characters of constructed query tokens: every one that must be percent-encoded, and some
+/// that need not be.
+const ADMISSION_QUERY_CHARS: [char; 16] = [
+    'a', 'Z', '0', '-', '_', '.', '~', ' ', '&', '=', '%', '+', '#', '/', 'é', '☃',
+];
+
+/// RFC 6750 `b64token` characters (without the trailing `=`).
+const ADMISSION_B64TOKEN: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/";
+
+/// The fuzz clock: a fixed base `Instant` and an offset moved by the script.
+struct AdmissionClock {
+    base: Instant,
+    offset: Duration,
+}
+
+impl AdmissionClock {
+    fn now(&self) -> Instant {
+        self.base + self.offset
+    }
+
+    fn set(&mut self, at: Instant) {
+        self.offset = at.saturating_duration_since(self.base);
+    }
+}
+
+/// A ticket the model issued.
+struct ModelTicket {
+    value: String,
+    identity: u32,
+    expires_at: Instant,
+    /// When its tombstone may be forgotten (`expires_at + lifetime`).
+    forget_at: Option<Instant>,
+    /// The latest `now` the store has been given since the issue (an upper bound on the time
+    /// the store has seen).
+    seen_max: Instant,
+    redeemed: bool,
+    /// `squeezes` at the issue: a later squeeze may have dropped the entry early.
+    squeezes: u32,
+}
+
+/// The ticket store and its model.
+struct TicketModel {
+    store: tidings_hub::auth::TicketStore<u32>,
+    lifetime: Duration,
+    max: usize,
+    tickets: Vec<ModelTicket>,
+    /// Issue calls made while the store may have been full (entries may have been dropped
+    /// before their time; only tombstones and expired ones).
+    squeezes: u32,
+    /// The latest `now` given to the store; whether time never went backwards.
+    latest: Option<Instant>,
+    monotone: bool,
+    next_identity: u32,
+}
+
+impl TicketModel {
+    /// Records a call to the store at `now`; `reaches` when the store takes its `now` (an issue,
+    /// a redemption of a non-empty ticket: a call answered `Missing` does not).
+    fn touch(&mut self, now: Instant, reaches: bool) {
+        for t in &mut self.tickets {
+            t.seen_max = t.seen_max.max(now);
+        }
+        if !reaches {
+            return;
+        }
+        if let Some(latest) = self.latest {
+            if now < latest {
+                self.monotone = false;
+            }
+            self.latest = Some(latest.max(now));
+        } else {
+            self.latest = Some(now);
+        }
+    }
+
+    fn issue(&mut self, now: Instant) {
+        use tidings_hub::auth::TicketError;
+        let squeeze = self.tickets.len() >= self.max;
+        // Live for certain: never seen expired. Possibly live: not redeemed, not expired at now.
+        let certain = self
+            .tickets
+            .iter()
+            .filter(|t| !t.redeemed && t.seen_max.max(now) < t.expires_at)
+            .count();
+        let possible = self
+            .tickets
+            .iter()
+            .filter(|t| !t.redeemed && now < t.expires_at)
+            .count();
+        self.touch(now, true);
+        if squeeze {
+            self.squeezes += 1;
+        }
+        let identity = self.next_identity;
+        self.next_identity += 1;
+        match self.store.issue(identity, now) {
+            Ok(ticket) => {
+                assert!(
+                    certain < self.max,
+                    "issue: {certain} live tickets at capacity {} yet issued",
+                    self.max
+                );
+                let value = ticket.as_str().to_owned();
+                assert_eq!(value.len(), 43, "a ticket is 43 characters");
+                assert!(
+                    value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "a ticket is base64url"
+                );
+                assert_eq!(ticket.to_string(), value);
+                assert!(
+                    !format!("{ticket:?}").contains(&value),
+                    "Debug redacts a ticket"
+                );
+                let expires_at = now.checked_add(self.lifetime).unwrap_or(now);
+                assert_eq!(ticket.expires_at(), expires_at, "expiry = issue + lifetime");
+                assert!(
+                    self.tickets.iter().all(|t| t.value != value),
+                    "tickets are distinct"
+                );
+                self.tickets.push(ModelTicket {
+                    value,
+                    identity,
+                    expires_at,
+                    forget_at: expires_at.checked_add(self.lifetime),
+                    seen_max: now,
+                    redeemed: false,
+                    squeezes: self.squeezes,
+                });
+            }
+            Err(TicketError::Full) => {
+                // Under a clock that never went back, "full" means full of live tickets.
+                assert!(
+                    !self.monotone || possible >= self.max,
+                    "issue: Full with {possible} live tickets under capacity {}",
+                    self.max
+                );
+            }
+            Err(TicketError::Random) => {}
+            Err(e) => panic!("issue: unexpected {e:?}"),
+        }
+    }
+
+    /// Redeems `text` (directly, or as the value `redeem_query` found) and checks the answer
+    /// against the model.
+    fn check_redeem(
+        &mut self,
+        text: Option<&str>,
+        result: Result<u32, tidings_hub::auth::TicketError>,
+        now: Instant,
+        how: &str,
+    ) {
+        use tidings_hub::auth::TicketError;
+        if let Err(e) = result {
+            check_ticket_rejection(e);
+        }
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            assert_eq!(result, Err(TicketError::Missing), "{how}: no ticket");
+            return;
+        };
+        let Some(t) = self.tickets.iter_mut().find(|t| t.value == text) else {
+            assert_eq!(result, Err(TicketError::Unknown), "{how}: never issued");
+            return;
+        };
+        let forgettable =
+            t.forget_at.is_some_and(|f| t.seen_max >= f) || self.squeezes > t.squeezes;
+        let seen_expired = t.seen_max >= t.expires_at;
+        match result {
+            Ok(identity) => {
+                assert!(!t.redeemed, "{how}: a ticket redeemed twice");
+                assert!(now < t.expires_at, "{how}: redeemed at or after its expiry");
+                assert_eq!(
+                    identity, t.identity,
+                    "{how}: the identity it was issued for"
+                );
+                t.redeemed = true;
+            }
+            Err(TicketError::Reused) => assert!(t.redeemed, "{how}: Reused before any use"),
+            Err(TicketError::Expired) => {
+                assert!(!t.redeemed, "{how}: a redeemed ticket reported Expired");
+                assert!(seen_expired, "{how}: Expired before its expiry");
+            }
+            Err(TicketError::Unknown) => {
+                assert!(forgettable, "{how}: an issued ticket forgotten early");
+            }
+            Err(e) => panic!("{how}: unexpected {e:?}"),
+        }
+        if !t.redeemed && !seen_expired {
+            panic!("{how}: a live ticket refused with {result:?}");
+        }
+    }
+
+    fn check_len(&mut self) {
+        let len = self.store.len();
+        assert!(len <= self.max, "len {len} over capacity {}", self.max);
+        let Some(latest) = self.latest else {
+            assert_eq!(len, 0);
+            return;
+        };
+        // `len` prunes as of the latest `now` (later than the issue of a ticket issued after
+        // the clock went back).
+        self.touch(latest, false);
+        let unredeemed = self.tickets.iter().filter(|t| !t.redeemed).count();
+        let certain = self
+            .tickets
+            .iter()
+            .filter(|t| !t.redeemed && t.seen_max < t.expires_at)
+            .count();
+        assert!(
+            certain <= len && len <= unredeemed,
+            "len {len} outside {certain}..={unredeemed}"
+        );
+        if self.monotone {
+            let live = self
+                .tickets
+                .iter()
+                .filter(|t| !t.redeemed && latest < t.expires_at)
+                .count();
+            assert_eq!(len, live, "len: the live tickets");
+        }
+        // Live tickets and tombstones together stay within the capacity (read from Debug).
+        let debug = format!("{:?}", self.store);
+        let field = |name: &str| -> Option<usize> {
+            let rest = &debug[debug.find(name)? + name.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
+        if let (Some(live), Some(tombstones)) = (field(" outstanding: "), field(" tombstones: ")) {
+            assert!(
+                live + tombstones <= self.max,
+                "{live} live + {tombstones} tombstones over capacity {}",
+                self.max
+            );
+        }
+        for t in &self.tickets {
+            assert!(!debug.contains(&t.value), "Debug shows a ticket");
+        }
+    }
+}
+
+/// A ticket error's refusal: 401 (with `WWW-Authenticate: Ticket`) or 503 (`Retry-After: 1`).
+fn check_ticket_rejection(error: tidings_hub::auth::TicketError) {
+    use tidings_hub::auth::TicketError;
+    let rejection = error.rejection();
+    let status = match error {
+        TicketError::Full | TicketError::Random => 503,
+        _ => 401,
+    };
+    assert_eq!(rejection.status(), status, "{error:?}");
+    assert_eq!(error.status(), status, "{error:?}");
+    if status == 401 {
+        assert_eq!(
+            response_header(&rejection, "WWW-Authenticate").as_deref(),
+            Some("Ticket")
+        );
+    } else {
+        assert_eq!(
+            response_header(&rejection, "Retry-After").as_deref(),
+            Some("1")
+        );
+    }
+}
+
+/// The first value of header `name` in a refusal's response.
+fn response_header(rejection: &tidings_hub::Rejection, name: &str) -> Option<String> {
+    let response = rejection.to_response();
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = std::str::from_utf8(&response[..head_end]).expect("the head is text");
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// Reference percent-decoding (`%XX` with hex digits of either case; `+` as a space; any other
+/// `%` literal), `None` when the result is not UTF-8.
+fn ref_percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes.get(i + 1..i + 3).and_then(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            let hi = s.chars().next()?.to_digit(16)?;
+            let lo = s.chars().nth(1)?.to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        });
+        match (bytes[i], escape) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reference query lookup: the decoded value of the first `&`-separated pair whose decoded key
+/// is `name`; `None` when there is none or its value is empty or not UTF-8.
+fn ref_query_param(query: &str, name: &str) -> Option<String> {
+    for pair in query.split('&') {
+        let (key, value) = match pair.find('=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        if ref_percent_decode(key).as_deref() == Some(name) {
+            return ref_percent_decode(value).filter(|v| !v.is_empty());
+        }
+    }
+    None
+}
+
+/// Reference bearer token: the query's `token`, or else the first `Authorization` value that
+/// is UTF-8 with the scheme `Bearer` (any case) and a non-empty token (spaces and tabs around
+/// it ignored).
+fn ref_bearer(query: Option<&str>, values: &[Vec<u8>]) -> Option<String> {
+    if let Some(token) = query.and_then(|q| ref_query_param(q, "token")) {
+        return Some(token);
+    }
+    let blank = |c: char| c == ' ' || c == '\t';
+    values.iter().find_map(|value| {
+        let value = std::str::from_utf8(value).ok()?.trim_start_matches(blank);
+        let cut = value.find(blank)?;
+        if !value[..cut].eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = value[cut..].trim_matches(blank);
+        (!token.is_empty()).then(|| token.to_owned())
+    })
+}
+
+/// Percent-encodes `text` for a query: unreserved ASCII raw or escaped (by the bits of `rng`),
+/// a space as `+` or `%20`, everything else escaped byte by byte in either case.
+fn query_encode(text: &str, rng: &mut Rng) -> String {
+    let mut out = String::new();
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        let bits = rng.next();
+        let unreserved = c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if unreserved && bits & 1 == 0 {
+            out.push(c);
+        } else if c == ' ' && bits & 1 == 0 {
+            out.push('+');
+        } else {
+            for b in c.encode_utf8(&mut buf).bytes() {
+                if bits & 2 == 0 {
+                    out.push_str(&format!("%{b:02X}"));
+                } else {
+                    out.push_str(&format!("%{b:02x}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Arbitrary query text from the input (`&` kept: it only makes more pairs).
+fn admission_text(c: &mut Cursor<'_>, max: usize) -> String {
+    let n = usize::from(c.byte()) % (max + 1);
+    String::from_utf8_lossy(c.take(n)).into_owned()
+}
+
+/// A token bucket and the bound its grants must stay under.
+struct BucketModel {
+    bucket: tidings_hub::TokenBucket,
+    capacity: f64,
+    rate: f64,
+    /// Grants so far.
+    granted: f64,
+    /// The latest `now` the bucket was given, in seconds after the base.
+    high: Option<f64>,
+    /// min over earlier calls i of (grants before i − rate × time of i).
+    low: f64,
+}
+
+impl BucketModel {
+    fn new(capacity: u32, rate: f64) -> Self {
+        let bucket = tidings_hub::TokenBucket::new(capacity, rate);
+        let effective = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            0.0
+        };
+        assert_eq!(bucket.capacity(), capacity);
+        assert_eq!(bucket.refill_per_sec().to_bits(), effective.to_bits());
+        BucketModel {
+            bucket,
+            capacity: f64::from(capacity),
+            rate: effective,
+            granted: 0.0,
+            high: None,
+            low: f64::INFINITY,
+        }
+    }
+
+    /// Records a call at `now` (before its grants).
+    fn call(&mut self, now: f64) {
+        let high = self.high.map_or(now, |h| h.max(now));
+        self.high = Some(high);
+        self.low = self.low.min(self.granted - self.rate * high);
+    }
+
+    /// Records `n` tokens granted by the current call and checks the bound: over calls i..=j
+    /// at most `capacity + rate × (t_j − t_i)` tokens.
+    fn grant(&mut self, n: f64) {
+        self.granted += n;
+        let high = self.high.expect("call first");
+        let excess = self.granted - self.rate * high - self.low - self.capacity;
+        let eps = 1e-12 * (self.capacity + self.rate * high + self.granted) + 1e-9;
+        assert!(
+            excess <= eps,
+            "bucket granted {excess} tokens over capacity {} + refill {}/s × elapsed",
+            self.capacity,
+            self.rate
+        );
+    }
+}
+
+/// Checks a probe of `bucket` at `now` (on clones: the bucket itself is untouched). `behind`:
+/// the bucket has seen a later `now` (it counts refill from there, so the wait it gives from an
+/// earlier `now` is short by the difference; only checked otherwise).
+fn check_bucket_probe(bucket: &tidings_hub::TokenBucket, now: Instant, behind: bool) {
+    let mut probe = bucket.clone();
+    let wait = probe.time_until_available(now);
+    let available = probe.available(now);
+    let full = probe.is_full(now);
+    let capacity = probe.capacity();
+    let rate = probe.refill_per_sec();
+    assert!(
+        available <= capacity,
+        "available {available} > capacity {capacity}"
+    );
+    assert_eq!(
+        full,
+        available == capacity,
+        "full iff the capacity is available"
+    );
+    if available >= 1 {
+        assert_eq!(wait, Some(Duration::ZERO), "no wait when a token is there");
+    } else if wait == Some(Duration::ZERO) && !behind {
+        assert!(bucket.clone().try_take(now), "no wait, yet no token");
+    }
+    assert_eq!(
+        wait.is_none(),
+        available == 0 && (rate == 0.0 || capacity == 0),
+        "never only without refill or capacity"
+    );
+    if let Some(wait) = wait.filter(|w| !w.is_zero() && !behind) {
+        let slack = Duration::from_millis(1);
+        assert!(
+            bucket.clone().try_take(now + wait + slack),
+            "no token {wait:?} + 1 ms after time_until_available said"
+        );
+        let early = slack + wait / 1_000_000_000;
+        if wait > early {
+            assert!(
+                !bucket.clone().try_take(now + wait - early),
+                "a token before time_until_available ({wait:?})"
+            );
+        }
+    }
+}
+
+/// Checks a `Limited`'s `429` and its `Retry-After`: whole seconds, rounded up, at least 1; 60
+/// without a time.
+fn check_limited(limited: &tidings_hub::Limited) {
+    let rejection = limited.rejection();
+    assert_eq!(rejection.status(), 429);
+    let retry: u128 = response_header(&rejection, "Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After is a number of seconds");
+    let expected = limited.retry_after.map_or(60, |d| {
+        let nanos = d.as_nanos();
+        nanos.div_ceil(1_000_000_000).max(1)
+    });
+    assert_eq!(retry, expected, "Retry-After for {:?}", limited.retry_after);
+    assert!(retry >= 1);
+    if let Some(d) = limited.retry_after {
+        assert!(
+            retry * 1_000_000_000 >= d.as_nanos(),
+            "Retry-After before the wait"
+        );
+    }
+    let as_rejection: tidings_hub::Rejection = (*limited).into();
+    assert_eq!(as_rejection, rejection);
+}
+
+/// A rate limiter and an exact model of it (one `TokenBucket` per key, least recently used
+/// eviction), kept while the model can tell which key goes.
+struct LimiterModel {
+    limiter: tidings_hub::RateLimiter<u8>,
+    template: tidings_hub::TokenBucket,
+    max_keys: usize,
+    /// Key → (its bucket, the latest `now` it was checked at).
+    buckets: Vec<(u8, tidings_hub::TokenBucket, Instant)>,
+    exact: bool,
+    /// The latest `now` given to the limiter.
+    high: Option<Instant>,
+}
+
+impl LimiterModel {
+    fn check(&mut self, key: u8, now: Instant) {
+        let behind = self.high.is_some_and(|h| now < h);
+        self.high = Some(self.high.map_or(now, |h| h.max(now)));
+        let result = self.limiter.check(&key, now);
+        if let Err(limited) = &result {
+            check_limited(limited);
+            let template = &self.template;
+            assert_eq!(
+                limited.retry_after.is_none(),
+                template.refill_per_sec() == 0.0 || template.capacity() == 0,
+                "retry_after None only when no token ever comes"
+            );
+        }
+        let len = self.limiter.len();
+        assert!(
+            len <= self.max_keys,
+            "limiter holds {len} keys over {}",
+            self.max_keys
+        );
+        if !self.exact {
+            return;
+        }
+        if !self.buckets.iter().any(|(k, _, _)| *k == key) && self.buckets.len() >= self.max_keys {
+            self.buckets
+                .retain_mut(|(_, bucket, _)| !bucket.is_full(now));
+            if self.buckets.len() >= self.max_keys {
+                let oldest = self.buckets.iter().map(|(_, _, at)| *at).min();
+                let tied: Vec<usize> = (0..self.buckets.len())
+                    .filter(|&i| Some(self.buckets[i].2) == oldest)
+                    .collect();
+                if tied.len() == 1 {
+                    self.buckets.remove(tied[0]);
+                } else {
+                    // Which one goes is not determined: the exact model ends here.
+                    self.exact = false;
+                    return;
+                }
+            }
+        }
+        let index = match self.buckets.iter().position(|(k, _, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.buckets.push((key, self.template.clone(), now));
+                self.buckets.len() - 1
+            }
+        };
+        assert_eq!(len, self.buckets.len(), "limiter keys");
+        let entry = &mut self.buckets[index];
+        entry.2 = entry.2.max(now);
+        let expected = if entry.1.try_take(now) {
+            Ok(())
+        } else {
+            Err(tidings_hub::Limited {
+                retry_after: entry.1.time_until_available(now),
+            })
+        };
+        assert_eq!(result, expected, "limiter key {key}: a bucket of its own");
+        if let Err(tidings_hub::Limited {
+            retry_after: Some(_),
+        }) = result
+            && !behind
+        {
+            // Retrying after Retry-After (and a millisecond) finds a token.
+            let rejection = tidings_hub::Limited {
+                retry_after: entry.1.clone().time_until_available(now),
+            }
+            .rejection();
+            let secs: u64 = response_header(&rejection, "Retry-After")
+                .and_then(|s| s.parse().ok())
+                .expect("Retry-After");
+            let later = now + Duration::from_secs(secs) + Duration::from_millis(1);
+            assert!(
+                entry.1.clone().try_take(later),
+                "refused again {secs} s after Retry-After: {secs}"
+            );
+        }
+    }
+}
+
+/// The hub's admission and abuse limits: one-time tickets (`TicketStore`), bearer tokens
+/// (`bearer_token`, `BearerAuth`), token buckets and the keyed `RateLimiter` (`Limited`), driven
+/// by a script on a simulated clock (a fixed base `Instant` plus offsets the script moves,
+/// backwards too).
+///
+/// Input: `[tickets, bucket, limiter, ops…]`. `tickets`: lifetime (bits 0–2,
+/// [`ADMISSION_LIFETIMES`]) and capacity (bits 3–5, [`ADMISSION_MAX_OUTSTANDING`]); `bucket`:
+/// capacity (bits 0–3) and rate (bits 4–7, [`ADMISSION_RATES`]); `limiter`: `max_keys` 1–8 (bits
+/// 0–2), capacity 0/1/2/4 (bits 3–4) and rate (bits 5–7). Each op is a byte `op % 16` and its
+/// operands: 0 forward `b × 10 ms`, 1 forward `b × 37 s`, 2 back `b × 10 ms`, 3 to a ticket's
+/// expiry or forget time ±1 ns, 4 issue, 5 redeem, 6 `redeem_query` with the ticket among other
+/// parameters, 7 redeem arbitrary text, 8 redeem a ticket with one character changed, 9 `len`,
+/// 10 `bearer_token` on an arbitrary query and `Authorization` values, 11 `bearer_token` and
+/// `BearerAuth` on a constructed token, 12 take tokens, 13 probe the bucket, 14 limiter check,
+/// 15 `redeem_query` on an arbitrary query.
+///
+/// Properties: a ticket redeems to its identity exactly once, only before its expiry, always
+/// while it is live; `Reused`/`Expired`/`Unknown` only when true (`Unknown` for a ticket only once
+/// it may be forgotten); text never issued is `Unknown` (`Missing` when empty); `redeem_query`
+/// finds the first parameter of the name after percent-decoding; `Full` only with capacity live
+/// tickets, and always then; `len` and live + tombstones within the capacity; tickets are 43
+/// base64url characters, distinct, redacted in `Debug`. `bearer_token` agrees with a reference
+/// reading of the query and headers and finds a constructed token; `BearerAuth` admits, refuses
+/// and asks for a token with the right `401`. A bucket grants at most `capacity + rate × elapsed`
+/// over any run of calls, all or nothing, consistently with `available`, `is_full` and
+/// `time_until_available`; the limiter holds at most `max_keys` keys, answers as a bucket of the
+/// key's own (least recently used eviction), and its `429`'s `Retry-After` is whole seconds
+/// rounded up, at least 1, after which a token is there.
+pub fn hub_admission(data: &[u8]) {
+    use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+    use tidings_hub::auth::{BearerAuth, TicketStore, bearer_token};
+
+    let mut c = Cursor::new(data);
+    let tickets_cfg = c.byte();
+    let bucket_cfg = c.byte();
+    let limiter_cfg = c.byte();
+
+    let mut clock = AdmissionClock {
+        base: Instant::now(),
+        offset: Duration::ZERO,
+    };
+    let lifetime = ADMISSION_LIFETIMES[usize::from(tickets_cfg & 7)];
+    let max = ADMISSION_MAX_OUTSTANDING[usize::from(tickets_cfg >> 3 & 7)];
+    let store = TicketStore::<u32>::new()
+        .lifetime(lifetime)
+        .max_outstanding(max);
+    let lifetime = store.get_lifetime();
+    assert!(
+        lifetime <= Duration::from_secs(24 * 3600),
+        "lifetime capped at a day"
+    );
+    let mut tickets = TicketModel {
+        store,
+        lifetime,
+        max,
+        tickets: Vec::new(),
+        squeezes: 0,
+        latest: None,
+        monotone: true,
+        next_identity: 0,
+    };
+    let mut bucket = BucketModel::new(
+        u32::from(bucket_cfg & 15),
+        ADMISSION_RATES[usize::from(bucket_cfg >> 4)],
+    );
+    let max_keys = 1 + usize::from(limiter_cfg & 7);
+    let limiter_capacity = [0, 1, 2, 4][usize::from(limiter_cfg >> 3 & 3)];
+    let limiter_rate = ADMISSION_RATES[usize::from(limiter_cfg >> 5)];
+    let mut limiter = LimiterModel {
+        limiter: tidings_hub::RateLimiter::new(limiter_capacity, limiter_rate).max_keys(max_keys),
+        template: tidings_hub::TokenBucket::new(limiter_capacity, limiter_rate),
+        max_keys,
+        buckets: Vec::new(),
+        exact: true,
+        high: None,
+    };
+
+    let mut ops = 0;
+    while !c.is_empty() && ops < 600 {
+        ops += 1;
+        let op = c.byte() % 16;
+        let now = clock.now();
+        match op {
+            0 => clock.offset += Duration::from_millis(u64::from(c.byte()) * 10),
+            1 => clock.offset += Duration::from_secs(u64::from(c.byte()) * 37),
+            2 => {
+                let back = Duration::from_millis(u64::from(c.byte()) * 10);
+                clock.offset = clock.offset.saturating_sub(back);
+            }
+            3 => {
+                let pick = c.byte();
+                let Some(t) = tickets
+                    .tickets
+                    .get(usize::from(pick) % tickets.tickets.len().max(1))
+                else {
+                    continue;
+                };
+                let at = if pick & 0x80 == 0 {
+                    t.expires_at
+                } else {
+                    t.forget_at.unwrap_or(t.expires_at)
+                };
+                let nudge = Duration::from_nanos(1);
+                match c.byte() % 3 {
+                    0 => clock.set(at.checked_sub(nudge).unwrap_or(at)),
+                    1 => clock.set(at),
+                    _ => clock.set(at + nudge),
+                }
+            }
+            4 => tickets.issue(now),
+            5 => {
+                let pick = usize::from(c.byte());
+                let Some(value) = tickets
+                    .tickets
+                    .get(pick % tickets.tickets.len().max(1))
+                    .map(|t| t.value.clone())
+                else {
+                    continue;
+                };
+                tickets.touch(now, true);
+                let result = tickets.store.redeem(&value, now);
+                tickets.check_redeem(Some(&value), result, now, "redeem");
+            }
+            6 => {
+                let pick = usize::from(c.byte());
+                let Some(value) = tickets
+                    .tickets
+                    .get(pick % tickets.tickets.len().max(1))
+                    .map(|t| t.value.clone())
+                else {
+                    continue;
+                };
+                let shape = c.byte();
+                let name = ADMISSION_TICKET_PARAMS[usize::from(shape & 3)];
+                let mut rng = Rng::new(u32::from(c.u16()));
+                let prefix = admission_text(&mut c, 24);
+                let suffix = admission_text(&mut c, 24);
+                let query = format!(
+                    "{prefix}&{}={}&{suffix}",
+                    query_encode(name, &mut rng),
+                    query_encode(&value, &mut rng)
+                );
+                let found = ref_query_param(&query, name);
+                if !prefix.split('&').any(|p| {
+                    ref_percent_decode(p.split('=').next().unwrap_or("")).as_deref() == Some(name)
+                }) {
+                    assert_eq!(
+                        found.as_deref(),
+                        Some(value.as_str()),
+                        "encoded ticket {query}"
+                    );
+                }
+                let query = (shape & 4 == 0).then_some(query.as_str());
+                let found = query.and(found);
+                tickets.touch(now, found.is_some());
+                let result = tickets.store.redeem_query(query, name, now);
+                tickets.check_redeem(found.as_deref(), result, now, "redeem_query");
+            }
+            7 => {
+                let text = admission_text(&mut c, 64);
+                tickets.touch(now, !text.is_empty());
+                let result = tickets.store.redeem(&text, now);
+                tickets.check_redeem(Some(&text), result, now, "redeem text");
+            }
+            8 => {
+                let pick = usize::from(c.byte());
+                let Some(value) = tickets
+                    .tickets
+                    .get(pick % tickets.tickets.len().max(1))
+                    .map(|t| t.value.clone())
+                else {
+                    continue;
+                };
+                let at = usize::from(c.byte()) % value.len();
+                let with = ADMISSION_B64TOKEN[usize::from(c.byte()) % ADMISSION_B64TOKEN.len()];
+                let mut bytes = value.into_bytes();
+                bytes[at] = with;
+                let text = String::from_utf8(bytes).expect("ASCII");
+                tickets.touch(now, !text.is_empty());
+                let result = tickets.store.redeem(&text, now);
+                tickets.check_redeem(Some(&text), result, now, "redeem changed ticket");
+            }
+            9 => tickets.check_len(),
+            10 => {
+                let shape = c.byte();
+                let query = admission_text(&mut c, 48);
+                let query = (shape & 1 == 0).then_some(query.as_str());
+                let mut headers = HeaderMap::new();
+                let mut values = Vec::new();
+                for _ in 0..(shape >> 1) % 4 {
+                    let n = usize::from(c.byte()) % 40;
+                    let raw = c.take(n).to_vec();
+                    if let Ok(value) = HeaderValue::from_bytes(&raw) {
+                        headers.append(AUTHORIZATION, value);
+                        values.push(raw);
+                    }
+                }
+                assert_eq!(
+                    bearer_token(query, &headers),
+                    ref_bearer(query, &values),
+                    "bearer_token({query:?}, {values:?})"
+                );
+            }
+            11 => {
+                let shape = c.byte();
+                let len = 1 + usize::from(c.byte() % 24);
+                let mut rng = Rng::new(u32::from(c.u16()));
+                let b64: String = (0..len)
+                    .map(|_| c.byte())
+                    .map(|b| {
+                        char::from(ADMISSION_B64TOKEN[usize::from(b) % ADMISSION_B64TOKEN.len()])
+                    })
+                    .chain(std::iter::repeat_n('=', usize::from(shape >> 6)))
+                    .collect();
+                let wide: String = (0..len)
+                    .map(|_| ADMISSION_QUERY_CHARS[rng.next() as usize % 16])
+                    .collect();
+                let mut headers = HeaderMap::new();
+                if shape & 1 != 0 {
+                    headers.append(
+                        AUTHORIZATION,
+                        HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+                    );
+                }
+                let mut expected = None;
+                if shape & 2 != 0 {
+                    let schemes = ["Bearer", "bearer", "BEARER", "bEaReR"];
+                    let blanks = [" ", "\t", "  ", " \t "];
+                    let value = format!(
+                        "{}{}{}{b64}{}",
+                        ["", " ", "\t"][rng.next() as usize % 3],
+                        schemes[rng.next() as usize % 4],
+                        blanks[rng.next() as usize % 4],
+                        ["", " ", "\t "][rng.next() as usize % 3],
+                    );
+                    headers.append(
+                        AUTHORIZATION,
+                        HeaderValue::from_str(&value).expect("a valid header value"),
+                    );
+                    expected = Some(b64.clone());
+                }
+                let query = match (shape >> 2) & 3 {
+                    0 => None,
+                    1 => Some("a=1&tokens=x&b=&toke=n".to_owned()),
+                    _ => {
+                        let before = if shape & 16 != 0 { "x=1&token_=2&" } else { "" };
+                        let after = if shape & 32 != 0 { "&token=second" } else { "" };
+                        expected = Some(wide.clone());
+                        Some(format!(
+                            "{before}{}={}{after}",
+                            query_encode("token", &mut rng),
+                            query_encode(&wide, &mut rng)
+                        ))
+                    }
+                };
+                let found = bearer_token(query.as_deref(), &headers);
+                assert_eq!(found, expected, "bearer_token({query:?}, {headers:?})");
+                // BearerAuth: admitted when the hook knows the token, refused otherwise.
+                let accept = if rng.next() & 1 == 0 {
+                    expected.clone()
+                } else {
+                    Some("not-it".to_owned())
+                };
+                let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+                let hook_seen = std::sync::Arc::clone(&seen);
+                let auth = BearerAuth::new(move |token: String| {
+                    let ok = accept.as_deref() == Some(token.as_str());
+                    *hook_seen.lock().expect("lock") = Some(token);
+                    async move { ok.then_some(7u8) }
+                });
+                let mut future = std::pin::pin!(auth.authenticate(query.as_deref(), &headers));
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let std::task::Poll::Ready(outcome) = future.as_mut().poll(&mut cx) else {
+                    panic!("BearerAuth with a ready hook is ready");
+                };
+                let hooked = seen.lock().expect("lock").clone();
+                assert_eq!(hooked, expected, "the hook gets the bearer token");
+                match (&expected, outcome) {
+                    (None, Err(r)) => {
+                        assert_eq!(r.status(), 401);
+                        assert_eq!(
+                            response_header(&r, "WWW-Authenticate").as_deref(),
+                            Some("Bearer")
+                        );
+                    }
+                    (Some(_), Ok(identity)) => {
+                        assert_eq!(identity, 7);
+                        assert!(hooked.is_some());
+                    }
+                    (Some(_), Err(r)) => {
+                        assert_eq!(r.status(), 401);
+                        assert_eq!(
+                            response_header(&r, "WWW-Authenticate").as_deref(),
+                            Some("Bearer error=\"invalid_token\"")
+                        );
+                    }
+                    (None, Ok(_)) => panic!("BearerAuth admitted a request without a token"),
+                }
+            }
+            12 => {
+                let n = u32::from(c.byte() % 5);
+                let at = (now - clock.base).as_secs_f64();
+                let available = bucket.bucket.clone().available(now);
+                bucket.call(at);
+                let granted = bucket.bucket.try_take_n(n, now);
+                assert_eq!(
+                    granted,
+                    available >= n,
+                    "take {n} with {available} available"
+                );
+                if granted {
+                    bucket.grant(f64::from(n));
+                }
+            }
+            13 => {
+                let at = (now - clock.base).as_secs_f64();
+                check_bucket_probe(&bucket.bucket, now, bucket.high.is_some_and(|h| at < h));
+                bucket.call(at);
+                let full = bucket.bucket.is_full(now);
+                let available = bucket.bucket.available(now);
+                assert_eq!(full, available == bucket.bucket.capacity());
+                bucket.grant(0.0);
+            }
+            14 => limiter.check(c.byte() % 12, now),
+            _ => {
+                let query = admission_text(&mut c, 64);
+                let name = ADMISSION_TICKET_PARAMS[usize::from(c.byte() & 3)];
+                let found = ref_query_param(&query, name);
+                tickets.touch(now, found.is_some());
+                let result = tickets.store.redeem_query(Some(&query), name, now);
+                tickets.check_redeem(found.as_deref(), result, now, "redeem_query text");
+            }
+        }
+    }
+    tickets.check_len();
+}

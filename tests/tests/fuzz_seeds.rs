@@ -82,6 +82,11 @@ fn fuzz_seeds_hub_envelope() {
     run_corpus("hub_envelope", fuzz::hub_envelope);
 }
 
+#[test]
+fn fuzz_seeds_hub_admission() {
+    run_corpus("hub_admission", fuzz::hub_admission);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seed generator
 // ---------------------------------------------------------------------------------------------
@@ -810,6 +815,7 @@ fn generate_fuzz_seeds() {
     utf8_seeds();
     deflate_seeds();
     hub_envelope_seeds();
+    hub_admission_seeds();
 }
 
 /// The chat and game-lobby messages of the examples' docs, and envelopes at the edges of the
@@ -863,5 +869,219 @@ fn hub_envelope_seeds() {
     ];
     for (name, text) in seeds {
         w.write(name, text.as_bytes());
+    }
+}
+
+/// `[tickets, bucket, limiter]` of `fuzz::hub_admission`: lifetime and capacity indices, bucket
+/// capacity and rate index, limiter `max_keys`, capacity index and rate index.
+fn admission_header(lifetime: u8, max: u8, bucket: (u8, u8), limiter: (u8, u8, u8)) -> Vec<u8> {
+    vec![
+        lifetime | max << 3,
+        bucket.0 | bucket.1 << 4,
+        (limiter.0 - 1) | limiter.1 << 3 | limiter.2 << 5,
+    ]
+}
+
+/// A length-prefixed text operand.
+fn admission_text(text: &str) -> Vec<u8> {
+    [&[text.len() as u8][..], text.as_bytes()].concat()
+}
+
+/// Scripts for the admission target (op bytes as documented on `fuzz::hub_admission`): a
+/// ticket's one use, its expiry and forget boundaries, a full store, tickets in queries among
+/// other parameters, unknown and altered tickets, time going back, bearer tokens in queries and
+/// headers, token buckets at their limits and a keyed limiter evicting full buckets.
+fn hub_admission_seeds() {
+    let mut w = Writer::new("hub_admission");
+    // Ops.
+    const FWD: u8 = 0;
+    const FWD_LONG: u8 = 1;
+    const BACK: u8 = 2;
+    const AT: u8 = 3;
+    const ISSUE: u8 = 4;
+    const REDEEM: u8 = 5;
+    const QUERY: u8 = 6;
+    const TEXT: u8 = 7;
+    const ALTERED: u8 = 8;
+    const LEN: u8 = 9;
+    const BEARER: u8 = 10;
+    const BEARER_MADE: u8 = 11;
+    const TAKE: u8 = 12;
+    const PROBE: u8 = 13;
+    const CHECK: u8 = 14;
+    const QUERY_TEXT: u8 = 15;
+    // 5 s tickets, 8 outstanding; a 3-token bucket at 0.5/s; 4 keys of 1 token at 0.5/s.
+    let plain = admission_header(4, 5, (3, 1), (4, 1, 1));
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "ticket-once",
+            vec![ISSUE, REDEEM, 0, REDEEM, 0, FWD, 100, REDEEM, 0, LEN],
+        ),
+        (
+            "ticket-expiry-boundaries",
+            vec![
+                ISSUE, ISSUE, AT, 0, 0, REDEEM, 0, LEN, AT, 1, 1, REDEEM, 1, REDEEM, 1, AT, 0x81,
+                0, REDEEM, 1, AT, 0x81, 1, REDEEM, 1, REDEEM, 0, LEN,
+            ],
+        ),
+        (
+            "ticket-unknown-and-altered",
+            [
+                &[ISSUE][..],
+                &[TEXT],
+                &admission_text(""),
+                &[TEXT],
+                &admission_text("abc"),
+                &[TEXT],
+                &admission_text(&"A".repeat(43)),
+                &[ALTERED, 0, 5, 9, ALTERED, 0, 42, 0, REDEEM, 0, LEN],
+            ]
+            .concat(),
+        ),
+        (
+            "ticket-in-query",
+            [
+                &[ISSUE, ISSUE, QUERY, 0, 0, 0x12, 0x34][..],
+                &admission_text("a=1&b&=x"),
+                &admission_text("ticket=other"),
+                &[QUERY, 0, 1, 0, 7],
+                &admission_text(""),
+                &admission_text(""),
+                &[QUERY, 1, 2, 0xAB, 0xCD],
+                &admission_text("access+ticket=first&t=2"),
+                &admission_text("x"),
+                &[QUERY, 1, 3 | 4, 0, 1],
+                &admission_text(""),
+                &admission_text(""),
+                &[QUERY, 1, 3, 0x55, 0xAA],
+                &admission_text("%"),
+                &admission_text("ticket%25="),
+                &[LEN],
+            ]
+            .concat(),
+        ),
+        (
+            "query-text",
+            [
+                &[QUERY_TEXT][..],
+                &admission_text("ticket=%41%4&t=+&ticket%25=x"),
+                &[0, QUERY_TEXT],
+                &admission_text("tick%65t=%FF"),
+                &[0, QUERY_TEXT],
+                &admission_text("t=&t=x"),
+                &[1, QUERY_TEXT],
+                &admission_text("access%20ticket=%e2%98%83"),
+                &[2],
+            ]
+            .concat(),
+        ),
+        (
+            "time-backwards",
+            vec![
+                FWD_LONG, 1, ISSUE, BACK, 200, ISSUE, FWD, 250, LEN, REDEEM, 0, REDEEM, 1, BACK,
+                255, REDEEM, 1, FWD_LONG, 3, LEN, ISSUE, REDEEM, 2, TAKE, 1, BACK, 100, TAKE, 1,
+                PROBE, CHECK, 1, BACK, 50, CHECK, 1, PROBE,
+            ],
+        ),
+        (
+            "bearer-arbitrary",
+            [
+                &[BEARER, 2 << 1][..],
+                &admission_text("token=a%20b&token=c"),
+                &admission_text("Bearer  xyz "),
+                &admission_text("bearer\tq"),
+                &[BEARER, 3 << 1 | 1],
+                &admission_text("tok%65n=x"),
+                &admission_text("Basic abc"),
+                &admission_text("Bearer"),
+                &admission_text(" BEARER\t\tt0k3n=="),
+                &[BEARER, 1 << 1],
+                &admission_text("token="),
+                &admission_text("Bearer \u{e9}"),
+            ]
+            .concat(),
+        ),
+        (
+            "bearer-constructed",
+            [
+                &[BEARER_MADE, 0, 5, 0, 1][..],
+                b"hello",
+                &[BEARER_MADE, 2 | 1 | 0x80, 12, 0x12, 0x34],
+                b"abcdefghijkl",
+                &[BEARER_MADE, 2 << 2 | 16 | 32, 8, 0xBE, 0xEF],
+                b"\x00\x01\x02\x03\x04\x05\x06\x07",
+                &[BEARER_MADE, 2 | 1 << 2, 3, 0, 9],
+                b"xyz",
+                &[BEARER_MADE, 2 | 3 << 2 | 0x40, 20, 0x77, 0x01],
+                b"01234567890123456789",
+            ]
+            .concat(),
+        ),
+        (
+            "bucket-burst-and-refill",
+            vec![
+                TAKE, 1, TAKE, 1, TAKE, 1, TAKE, 1, PROBE, FWD, 199, PROBE, TAKE, 1, FWD, 1, TAKE,
+                1, PROBE, TAKE, 0, TAKE, 4, FWD_LONG, 10, PROBE, TAKE, 3, TAKE, 1, PROBE,
+            ],
+        ),
+        (
+            "limiter-forgets-full-buckets",
+            vec![
+                CHECK, 1, CHECK, 1, CHECK, 2, CHECK, 3, CHECK, 4, FWD, 250, CHECK, 5, CHECK, 5,
+                CHECK, 1, FWD_LONG, 2, CHECK, 6, CHECK, 7, CHECK, 8, CHECK, 9, CHECK, 9, LEN,
+            ],
+        ),
+    ];
+    for (name, ops) in seeds {
+        w.write(name, &[plain.clone(), ops].concat());
+    }
+    // Other configurations.
+    let configured: [(&str, Vec<u8>, Vec<u8>); 5] = [
+        (
+            "ticket-store-full",
+            // 1 s tickets, 2 outstanding.
+            admission_header(3, 2, (0, 0), (1, 0, 0)),
+            vec![
+                ISSUE, ISSUE, ISSUE, LEN, REDEEM, 0, ISSUE, LEN, ISSUE, FWD, 100, ISSUE, ISSUE,
+                LEN, FWD_LONG, 1, ISSUE, REDEEM, 0, REDEEM, 4, LEN,
+            ],
+        ),
+        (
+            "ticket-lifetime-zero-capacity-zero",
+            admission_header(0, 0, (1, 9), (1, 0, 0)),
+            vec![
+                ISSUE, LEN, TAKE, 1, TAKE, 1, PROBE, FWD_LONG, 255, PROBE, CHECK, 0,
+            ],
+        ),
+        (
+            "ticket-long-lifetime",
+            // Two days, capped to one; 64 outstanding.
+            admission_header(7, 7, (15, 8), (8, 3, 4)),
+            vec![
+                ISSUE, FWD_LONG, 255, ISSUE, AT, 0, 0, REDEEM, 0, AT, 0x80, 2, REDEEM, 0, REDEEM,
+                1, LEN, TAKE, 4, TAKE, 4, TAKE, 4, TAKE, 4, PROBE, FWD, 1, PROBE, TAKE, 4,
+            ],
+        ),
+        (
+            "bucket-slow-refill",
+            // 1 token at 1e-3/s; limiter of 1 key, 2 tokens at 1e-3/s.
+            admission_header(1, 1, (1, 5), (1, 2, 5)),
+            vec![
+                TAKE, 1, PROBE, FWD_LONG, 27, PROBE, TAKE, 1, CHECK, 3, CHECK, 3, CHECK, 3,
+                FWD_LONG, 28, CHECK, 3, CHECK, 4, ISSUE, FWD, 1, REDEEM, 0,
+            ],
+        ),
+        (
+            "bucket-odd-rates",
+            // 0.3/s bucket; limiter at 0.1/s.
+            admission_header(2, 3, (7, 12), (3, 1, 6)),
+            vec![
+                TAKE, 4, TAKE, 3, TAKE, 1, PROBE, FWD, 33, PROBE, FWD, 34, TAKE, 1, PROBE, CHECK,
+                0, CHECK, 0, FWD, 100, CHECK, 0, PROBE,
+            ],
+        ),
+    ];
+    for (name, header, ops) in configured {
+        w.write(name, &[header, ops].concat());
     }
 }

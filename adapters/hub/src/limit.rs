@@ -87,8 +87,8 @@ impl TokenBucket {
     pub fn try_take_n(&mut self, n: u32, now: Instant) -> bool {
         self.refill(now);
         let n = f64::from(n);
-        if self.tokens >= n {
-            self.tokens -= n;
+        if self.tokens + TOKEN_SLACK >= n {
+            self.tokens = (self.tokens - n).max(0.0);
             true
         } else {
             false
@@ -99,20 +99,22 @@ impl TokenBucket {
     pub fn available(&mut self, now: Instant) -> u32 {
         self.refill(now);
         // In 0..=capacity, which came from a u32.
-        self.tokens.floor() as u32
+        (self.tokens + TOKEN_SLACK).floor().min(self.capacity) as u32
     }
 
     /// How long after `now` until one token is available (zero if one is); `None` when none
     /// ever will be (no refill, or a capacity of 0).
     pub fn time_until_available(&mut self, now: Instant) -> Option<Duration> {
         self.refill(now);
-        if self.tokens >= 1.0 {
+        if self.tokens + TOKEN_SLACK >= 1.0 {
             return Some(Duration::ZERO);
         }
         if self.refill_per_sec == 0.0 || self.capacity < 1.0 {
             return None;
         }
-        Duration::try_from_secs_f64((1.0 - self.tokens) / self.refill_per_sec).ok()
+        // Rounded up to the nanosecond: a take at `now` plus this wait succeeds.
+        let nanos = ((1.0 - self.tokens) / self.refill_per_sec * 1e9).ceil();
+        Duration::try_from_secs_f64(nanos / 1e9).ok()
     }
 
     /// Whether the bucket is full at `now` (it has been idle long enough to forget).
@@ -135,7 +137,9 @@ impl Limited {
     pub fn rejection(&self) -> Rejection {
         let secs = self
             .retry_after
-            .map_or(60, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map_or(60, |d| {
+                d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+            })
             .max(1);
         Rejection::new(429)
             .header("Retry-After", secs.to_string())
@@ -163,6 +167,11 @@ impl From<Limited> for Rejection {
 
 /// Default bound on the keys a [`RateLimiter`] tracks: 10,000.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
+
+/// How far below a whole token a bucket may be and still give it: the refill adds up in
+/// floating point, and a bucket that has waited exactly [`TokenBucket::time_until_available`]
+/// must not come out a rounding error short.
+const TOKEN_SLACK: f64 = 1e-9;
 
 /// A [`TokenBucket`] per key — an IP address for a login form, a user for an API — with a
 /// bound on the keys it remembers. Clones share the buckets.
@@ -193,7 +202,9 @@ pub struct RateLimiter<K> {
 struct Buckets<K> {
     template: TokenBucket,
     max_keys: usize,
-    buckets: HashMap<K, TokenBucket>,
+    /// Each key's bucket and the latest `now` it was checked at (for least-recently-used
+    /// eviction; the bucket's own time moves whenever it is refilled, eviction's scan included).
+    buckets: HashMap<K, (TokenBucket, Instant)>,
 }
 
 impl<K> Clone for RateLimiter<K> {
@@ -250,7 +261,11 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             inner.make_room(now);
         }
         let template = inner.template.clone();
-        let bucket = inner.buckets.entry(key.clone()).or_insert_with(|| template);
+        let (bucket, used) = inner
+            .buckets
+            .entry(key.clone())
+            .or_insert_with(|| (template, now));
+        *used = (*used).max(now);
         if bucket.try_take(now) {
             Ok(())
         } else {
@@ -274,14 +289,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 impl<K: Hash + Eq + Clone> Buckets<K> {
     /// Forgets the full buckets, or else the least recently used one.
     fn make_room(&mut self, now: Instant) {
-        self.buckets.retain(|_, bucket| !bucket.is_full(now));
+        self.buckets.retain(|_, (bucket, _)| !bucket.is_full(now));
         if self.buckets.len() < self.max_keys {
             return;
         }
         let oldest = self
             .buckets
             .iter()
-            .min_by_key(|(_, bucket)| bucket.updated)
+            .min_by_key(|(_, (_, used))| *used)
             .map(|(key, _)| key.clone());
         if let Some(key) = oldest {
             self.buckets.remove(&key);
@@ -470,6 +485,50 @@ mod tests {
         assert!(limiter.check(&3, t0 + Duration::from_secs(5)).is_ok());
         assert!(limiter.check(&2, t0 + Duration::from_secs(5)).is_err());
         assert_eq!(limiter.len(), 2);
+    }
+
+    /// Found by the `hub_admission` fuzz target: the scan for full buckets refills them all to
+    /// the same instant, so eviction by the buckets' own time picked an arbitrary key.
+    #[test]
+    fn limiter_evicts_the_least_recently_checked_key() {
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            let limiter = RateLimiter::<u32>::new(1, 0.5).max_keys(2);
+            assert!(limiter.check(&1, t0).is_ok());
+            assert!(limiter.check(&2, t0 + ms(10)).is_ok());
+            // Room for 3: neither bucket is full; 1 is the least recently checked.
+            assert!(limiter.check(&3, t0 + ms(20)).is_ok());
+            let refused = limiter
+                .check(&2, t0 + ms(20))
+                .expect_err("2 is remembered, empty");
+            let wait = refused.retry_after.expect("a refill");
+            assert!(wait > ms(1900) && wait <= ms(1990), "{wait:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_there_after_the_wait_it_was_promised_for() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(3, 0.5);
+        assert!(bucket.try_take_n(3, t0));
+        let mut now = t0 + ms(1990);
+        assert!(!bucket.try_take(now));
+        now += ms(10);
+        // 1.99 s + 0.01 s at 0.5/s: one token, give or take a rounding error.
+        let wait = bucket.time_until_available(now).expect("a refill");
+        assert!(bucket.try_take(now + wait), "waited {wait:?}");
+    }
+
+    #[test]
+    fn a_huge_retry_after_does_not_overflow() {
+        let limited = Limited {
+            retry_after: Some(Duration::MAX),
+        };
+        let response = limited.rejection().to_http_response();
+        assert_eq!(
+            response.get_header("Retry-After"),
+            Some(u64::MAX.to_string().as_str())
+        );
     }
 
     #[test]
