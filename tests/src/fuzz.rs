@@ -2689,6 +2689,13 @@ struct TicketModel {
 }
 
 impl TicketModel {
+    /// The value of one of the tickets issued so far, chosen by `pick` (none before the first).
+    fn pick(&self, pick: u8) -> Option<String> {
+        self.tickets
+            .get(usize::from(pick) % self.tickets.len().max(1))
+            .map(|t| t.value.clone())
+    }
+
     /// Records a call to the store at `now`; `reaches` when the store takes its `now` (an issue,
     /// a redemption of a non-empty ticket: a call answered `Missing` does not).
     fn touch(&mut self, now: Instant, reaches: bool) {
@@ -3339,12 +3346,7 @@ pub fn hub_admission(data: &[u8]) {
             }
             4 => tickets.issue(now),
             5 => {
-                let pick = usize::from(c.byte());
-                let Some(value) = tickets
-                    .tickets
-                    .get(pick % tickets.tickets.len().max(1))
-                    .map(|t| t.value.clone())
-                else {
+                let Some(value) = tickets.pick(c.byte()) else {
                     continue;
                 };
                 tickets.touch(now, true);
@@ -3352,12 +3354,7 @@ pub fn hub_admission(data: &[u8]) {
                 tickets.check_redeem(Some(&value), result, now, "redeem");
             }
             6 => {
-                let pick = usize::from(c.byte());
-                let Some(value) = tickets
-                    .tickets
-                    .get(pick % tickets.tickets.len().max(1))
-                    .map(|t| t.value.clone())
-                else {
+                let Some(value) = tickets.pick(c.byte()) else {
                     continue;
                 };
                 let shape = c.byte();
@@ -3393,12 +3390,7 @@ pub fn hub_admission(data: &[u8]) {
                 tickets.check_redeem(Some(&text), result, now, "redeem text");
             }
             8 => {
-                let pick = usize::from(c.byte());
-                let Some(value) = tickets
-                    .tickets
-                    .get(pick % tickets.tickets.len().max(1))
-                    .map(|t| t.value.clone())
-                else {
+                let Some(value) = tickets.pick(c.byte()) else {
                     continue;
                 };
                 let at = usize::from(c.byte()) % value.len();

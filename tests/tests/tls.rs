@@ -109,26 +109,38 @@ macro_rules! suite {
             });
         }
 
+        /// `server` with the echo at `/echo`, on a free loopback port: the port, the handle and
+        /// the serving task.
+        async fn serve_echo(
+            server: ws::server::Server,
+        ) -> (
+            u16,
+            ws::server::ServerHandle,
+            rt::Join<ws::server::ShutdownReport>,
+        ) {
+            let listening = server
+                .route(
+                    "/echo",
+                    ws::server::Route::websocket(|ws, _info| async move {
+                        let _ = echo(ws).await;
+                    }),
+                )
+                .bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listening.local_addr().port();
+            let handle = listening.handle();
+            (port, handle, rt::spawn(listening.serve()))
+        }
+
         /// The server helper on a TLS port: `wss://` routes through hyper's HTTP/1.1 with the
         /// handshake in the connection's task; a plain `ws://` client gets nowhere.
         #[test]
         fn server_helper_serves_wss_with_its_tls_config() {
             rt::run(GUARD, async {
                 let (server_config, client_config) = configs();
-                let listening = ws::server::Server::new()
-                    .tls(server_config)
-                    .route(
-                        "/echo",
-                        ws::server::Route::websocket(|ws, _info| async move {
-                            let _ = echo(ws).await;
-                        }),
-                    )
-                    .bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let port = listening.local_addr().port();
-                let handle = listening.handle();
-                let serving = rt::spawn(listening.serve());
+                let (port, handle, serving) =
+                    serve_echo(ws::server::Server::new().tls(server_config)).await;
 
                 let url = format!("wss://localhost:{port}/echo");
                 let (mut client, _) =
@@ -183,21 +195,12 @@ macro_rules! suite {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1000);
                 let (server_config, client_config) = configs();
-                let listening = ws::server::Server::new()
-                    .tls(server_config)
-                    .config(ws::Config::default().handshake_timeout(Some(Duration::from_secs(13))))
-                    .route(
-                        "/echo",
-                        ws::server::Route::websocket(|ws, _info| async move {
-                            let _ = echo(ws).await;
-                        }),
-                    )
-                    .bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let url = format!("wss://localhost:{}/echo", listening.local_addr().port());
-                let handle = listening.handle();
-                let serving = rt::spawn(listening.serve());
+                let (port, handle, serving) =
+                    serve_echo(ws::server::Server::new().tls(server_config).config(
+                        ws::Config::default().handshake_timeout(Some(Duration::from_secs(13))),
+                    ))
+                    .await;
+                let url = format!("wss://localhost:{port}/echo");
                 let options = ConnectOptions::new()
                     .config(ws::Config::default().handshake_timeout(Some(Duration::from_secs(20))));
                 let mut slow = Vec::new();
