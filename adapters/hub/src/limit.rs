@@ -120,7 +120,7 @@ impl TokenBucket {
     /// Whether the bucket is full at `now` (it has been idle long enough to forget).
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.refill(now);
-        self.tokens >= self.capacity
+        self.tokens + TOKEN_SLACK >= self.capacity
     }
 }
 
