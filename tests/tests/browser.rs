@@ -21,7 +21,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use tidings_examples::{chat, live_feed, secure_chat};
 use tidings_tokio::hub::Hub;
-use tidings_tokio::server::{Route, Server};
+use tidings_tokio::server::{Listening, Route, Server};
 
 #[path = "common/webdriver.rs"]
 mod webdriver;
@@ -87,6 +87,66 @@ async fn chat_scenario(browser: &Browser) -> Outcome {
     let line = wait_for_message(&bob, "alice", "lobby", text).await?;
     println!("chat: bob sees {line:?}");
     browser.screenshot(&bob, "chat").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_reconnects_after_a_server_restart() {
+    webdriver::run("chat_reconnect", chat_reconnect_scenario).await;
+}
+
+/// alice joins `lobby`; the server shuts down (its clients get 1001) and the page counts down to
+/// its next attempt; a new server starts on the same port, and the page connects again by
+/// itself and rejoins `lobby`, where bob, who joins it after the restart, gets alice's message.
+async fn chat_reconnect_scenario(browser: &Browser) -> Outcome {
+    // A chat server, with a new hub each time (nothing carried over), on `addr`.
+    async fn bind_chat(addr: SocketAddr) -> std::io::Result<Listening> {
+        let mut server = Server::new();
+        for (path, route) in chat::routes(&Hub::new()) {
+            server = server.route(path, route);
+        }
+        server.bind(addr).await
+    }
+
+    let listening = bind_chat(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listening.local_addr();
+    let handle = listening.handle();
+    let serving = tokio::spawn(listening.serve());
+
+    let alice = browser.session("alice").await?;
+    alice.goto(&format!("http://{addr}/?user=alice")).await?;
+    wait_for_text(&alice, "#status", "connected").await?;
+    join_room(&alice, "lobby").await?;
+
+    handle.shutdown();
+    let report = serving.await?;
+    println!("chat_reconnect: the first server stopped: {report:?}");
+    let status = wait_until("alice's page to count down to a reconnection", async || {
+        Ok(match text_of(&alice, "#status").await? {
+            Some(text) if text.starts_with("reconnecting in") => Probe::Ready(text),
+            other => Probe::NotYet(format!("{other:?}")),
+        })
+    })
+    .await?;
+    println!("chat_reconnect: alice's page says {status:?}");
+
+    // The same address again.
+    let listening = bind_chat(addr).await?;
+    let _served = Served {
+        addr,
+        tasks: vec![tokio::spawn(listening.serve()).abort_handle()],
+    };
+    wait_for_text(&alice, "#status", "connected").await?;
+
+    let bob = browser.session("bob").await?;
+    bob.goto(&format!("http://{addr}/?user=bob")).await?;
+    wait_for_text(&bob, "#status", "connected").await?;
+    join_room(&bob, "lobby").await?;
+    let text = "back after the restart";
+    send_message(&alice, "lobby", text).await?;
+    let line = wait_for_message(&bob, "alice", "lobby", text).await?;
+    println!("chat_reconnect: bob sees {line:?}");
+    browser.screenshot(&alice, "chat_reconnect").await?;
     Ok(())
 }
 
