@@ -3241,8 +3241,8 @@ impl LimiterModel {
 /// backwards too).
 ///
 /// Input: `[tickets, bucket, limiter, ops…]`. `tickets`: lifetime (bits 0–2,
-/// [`ADMISSION_LIFETIMES`]) and capacity (bits 3–5, [`ADMISSION_MAX_OUTSTANDING`]); `bucket`:
-/// capacity (bits 0–3) and rate (bits 4–7, [`ADMISSION_RATES`]); `limiter`: `max_keys` 1–8 (bits
+/// `ADMISSION_LIFETIMES`) and capacity (bits 3–5, `ADMISSION_MAX_OUTSTANDING`); `bucket`:
+/// capacity (bits 0–3) and rate (bits 4–7, `ADMISSION_RATES`); `limiter`: `max_keys` 1–8 (bits
 /// 0–2), capacity 0/1/2/4 (bits 3–4) and rate (bits 5–7). Each op is a byte `op % 16` and its
 /// operands: 0 forward `b × 10 ms`, 1 forward `b × 37 s`, 2 back `b × 10 ms`, 3 to a ticket's
 /// expiry or forget time ±1 ns, 4 issue, 5 redeem, 6 `redeem_query` with the ticket among other
