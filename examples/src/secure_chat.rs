@@ -357,17 +357,12 @@ fn login(app: &App, req: &Request<Bytes>, now: Instant) -> HttpResponse {
         .get::<PeerAddr>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
     if let Err(limited) = app.logins.check(&ip, now) {
-        let rejection = limited.rejection();
-        let retry_after = rejection
-            .to_http_response()
-            .get_header("Retry-After")
-            .unwrap_or("1")
-            .to_owned();
+        let retry_after = limited.retry_after_secs();
         return refused(
             429,
             &format!("too many attempts, try again in {retry_after} s"),
         )
-        .header("Retry-After", retry_after);
+        .header("Retry-After", retry_after.to_string());
     }
     let credentials = match parse_login(req.body()) {
         Ok(credentials) => credentials,

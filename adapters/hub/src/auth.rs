@@ -658,49 +658,15 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     percent_decode(value).filter(|value| !value.is_empty())
 }
 
-/// Decodes `%XX` escapes and `+` (as a space). An invalid escape stays as it is; `None` when the
-/// result is not UTF-8.
+/// Decodes `+` (as a space) and `%XX` escapes (an invalid escape stays as it is); `None` when
+/// the result is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
-    if !text.bytes().any(|b| b == b'%' || b == b'+') {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex);
-                let lo = bytes.get(i + 2).copied().and_then(hex);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                } else {
-                    out.push(b'%');
-                    i += 1;
-                }
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The value of a hex digit.
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    // `+` first: an escaped plus (`%2B`) stays a plus.
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]

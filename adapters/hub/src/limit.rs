@@ -132,17 +132,21 @@ pub struct Limited {
 }
 
 impl Limited {
-    /// The answer to an HTTP request over the limit: `429 Too Many Requests` (RFC 6585 §4) with
-    /// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3).
-    pub fn rejection(&self) -> Rejection {
-        let secs = self
-            .retry_after
+    /// The wait in whole seconds, rounded up and at least 1, as `Retry-After` gives it (60 when
+    /// no token will ever come).
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after
             .map_or(60, |d| {
                 d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
             })
-            .max(1);
+            .max(1)
+    }
+
+    /// The answer to an HTTP request over the limit: `429 Too Many Requests` (RFC 6585 §4) with
+    /// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3).
+    pub fn rejection(&self) -> Rejection {
         Rejection::new(429)
-            .header("Retry-After", secs.to_string())
+            .header("Retry-After", self.retry_after_secs().to_string())
             .header("Content-Type", "text/plain; charset=utf-8")
             .body("too many requests\n")
     }
