@@ -101,10 +101,7 @@ async fn run(args: Args) -> std::io::Result<()> {
     } else {
         chat::routes_with_origin(&hub, OriginPolicy::allow(args.allow_origins.iter()))
     };
-    let mut server = Server::new();
-    for (path, route) in routes {
-        server = server.route(path, route);
-    }
+    let server = Server::new().routes(routes);
     let listening = server.bind(&args.addr).await?;
     let local = listening.local_addr();
     println!("chat listening on http://{local}/ — open it in a browser");

@@ -26,10 +26,7 @@ fn main() -> std::io::Result<()> {
     .map_err(std::io::Error::other)?;
     smol::block_on(async {
         let hub = Hub::new();
-        let mut server = Server::new();
-        for (path, route) in game_lobby::routes(&hub) {
-            server = server.route(path, route);
-        }
+        let server = Server::new().routes(game_lobby::routes(&hub));
         let listening = server.bind(&addr).await?;
         println!(
             "game lobby listening on ws://{}/ws/game?player_id=ID",

@@ -27,10 +27,7 @@ fn main() -> std::io::Result<()> {
     smol::block_on(async {
         let hub = Hub::new();
         let rt = tidings_smol::runtime();
-        let mut server = Server::new();
-        for (path, route) in live_feed::routes(&hub, rt) {
-            server = server.route(path, route);
-        }
+        let server = Server::new().routes(live_feed::routes(&hub, rt));
         let listening = server.bind(&addr).await?;
         let local = listening.local_addr();
         println!("live feed listening on http://{local}/ (events: http://{local}/feed)");

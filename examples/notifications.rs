@@ -23,10 +23,7 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9004".to_owned());
     let hub = Hub::with_config(notifications::config());
-    let mut server = Server::new();
-    for (path, route) in notifications::routes(&hub, tidings_tokio::runtime()) {
-        server = server.route(path, route);
-    }
+    let server = Server::new().routes(notifications::routes(&hub, tidings_tokio::runtime()));
     let listening = server.bind(&addr).await?;
     let local = listening.local_addr();
     println!(

@@ -198,10 +198,7 @@ async fn run(args: Args, tls: Arc<rustls::ServerConfig>) -> std::io::Result<()> 
         }
     };
     let app = App::new(users);
-    let mut server = Server::new().tls(tls);
-    for (path, route) in secure_chat::routes(&app) {
-        server = server.route(path, route);
-    }
+    let server = Server::new().tls(tls).routes(secure_chat::routes(&app));
     let listening = server.bind(&args.addr).await?;
     let local = listening.local_addr();
     println!("secure_chat listening on https://{local}/ — open it in a browser");

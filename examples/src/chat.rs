@@ -142,10 +142,7 @@ pub fn hub_config() -> HubConfig {
 /// # async fn f() -> std::io::Result<()> {
 /// use tidings_examples::chat;
 /// let hub = tidings_tokio::hub::Hub::with_config(chat::hub_config());
-/// let mut server = tidings_tokio::server::Server::new();
-/// for (path, route) in chat::routes(&hub) {
-///     server = server.route(path, route);
-/// }
+/// let server = tidings_tokio::server::Server::new().routes(chat::routes(&hub));
 /// server.bind("127.0.0.1:8080").await?.serve().await;
 /// # Ok(()) }
 /// ```

@@ -62,10 +62,7 @@ pub const MAX_TEXT_BYTES: usize = 2000;
 /// ```no_run
 /// # fn f() -> std::io::Result<()> { smol::block_on(async {
 /// let hub = tidings_smol::hub::Hub::new();
-/// let mut server = tidings_smol::server::Server::new();
-/// for (path, route) in tidings_examples::game_lobby::routes(&hub) {
-///     server = server.route(path, route);
-/// }
+/// let server = tidings_smol::server::Server::new().routes(tidings_examples::game_lobby::routes(&hub));
 /// server.bind("127.0.0.1:9003").await?.serve().await;
 /// # Ok(()) }) }
 /// ```

@@ -77,10 +77,7 @@ pub struct Tick {
 /// let hub = tidings_smol::hub::Hub::new();
 /// let rt = tidings_smol::runtime();
 /// let _ticker = smol::spawn(live_feed::ticker(hub.clone(), rt, live_feed::TICK));
-/// let mut server = tidings_smol::server::Server::new();
-/// for (path, route) in live_feed::routes(&hub, rt) {
-///     server = server.route(path, route);
-/// }
+/// let server = tidings_smol::server::Server::new().routes(live_feed::routes(&hub, rt));
 /// server.bind("127.0.0.1:9005").await?.serve().await;
 /// # Ok(()) }) }
 /// ```

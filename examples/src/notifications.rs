@@ -113,10 +113,7 @@ pub fn user_room(user: &str) -> String {
 /// # async fn f() -> std::io::Result<()> {
 /// use tidings_examples::notifications;
 /// let hub = tidings_tokio::hub::Hub::with_config(notifications::config());
-/// let mut server = tidings_tokio::server::Server::new();
-/// for (path, route) in notifications::routes(&hub, tidings_tokio::runtime()) {
-///     server = server.route(path, route);
-/// }
+/// let server = tidings_tokio::server::Server::new().routes(notifications::routes(&hub, tidings_tokio::runtime()));
 /// server.bind("127.0.0.1:9004").await?.serve().await;
 /// # Ok(()) }
 /// ```

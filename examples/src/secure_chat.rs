@@ -294,10 +294,7 @@ impl App {
 /// use tidings_examples::secure_chat::{self, App, Credentials};
 /// let app = App::new(Credentials::development());
 /// let tls = secure_chat::self_signed_tls_config(&[])?;
-/// let mut server = tidings_tokio::server::Server::new().tls(tls.config);
-/// for (path, route) in secure_chat::routes(&app) {
-///     server = server.route(path, route);
-/// }
+/// let server = tidings_tokio::server::Server::new().tls(tls.config).routes(secure_chat::routes(&app));
 /// server.bind("127.0.0.1:8443").await?.serve().await;
 /// # Ok(()) }
 /// ```

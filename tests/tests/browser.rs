@@ -44,10 +44,7 @@ impl Drop for Served {
 
 /// `routes` on a free loopback port, served by the tokio adapter's server helper.
 async fn serve(routes: Vec<(&'static str, Route)>) -> Served {
-    let mut server = Server::new();
-    for (path, route) in routes {
-        server = server.route(path, route);
-    }
+    let server = Server::new().routes(routes);
     let listening = server.bind("127.0.0.1:0").await.expect("bind");
     let addr = listening.local_addr();
     Served {
@@ -101,10 +98,7 @@ async fn chat_reconnects_after_a_server_restart() {
 async fn chat_reconnect_scenario(browser: &Browser) -> Outcome {
     // A chat server, with a new hub each time (nothing carried over), on `addr`.
     async fn bind_chat(addr: SocketAddr) -> std::io::Result<Listening> {
-        let mut server = Server::new();
-        for (path, route) in chat::routes(&Hub::new()) {
-            server = server.route(path, route);
-        }
+        let server = Server::new().routes(chat::routes(&Hub::new()));
         server.bind(addr).await
     }
 
@@ -269,10 +263,9 @@ async fn secure_chat_scenario(browser: &Browser) -> Outcome {
         .with("bob", "builder")?;
     let app = secure_chat::App::new(users);
     let tls = secure_chat::self_signed_tls_config(&[])?;
-    let mut server = Server::new().tls(tls.config);
-    for (path, route) in secure_chat::routes(&app) {
-        server = server.route(path, route);
-    }
+    let server = Server::new()
+        .tls(tls.config)
+        .routes(secure_chat::routes(&app));
     let listening = server.bind("127.0.0.1:0").await?;
     let served = Served {
         addr: listening.local_addr(),

@@ -180,10 +180,7 @@ macro_rules! suite {
         async fn serve(
             routes: Vec<(&'static str, rt::ws::server::Route)>,
         ) -> (rt::Join<ShutdownReport>, SocketAddr) {
-            let mut server = Server::new();
-            for (path, route) in routes {
-                server = server.route(path, route);
-            }
+            let server = Server::new().routes(routes);
             let listening = server.bind("127.0.0.1:0").await.expect("bind");
             let addr = listening.local_addr();
             (rt::spawn(listening.serve()), addr)

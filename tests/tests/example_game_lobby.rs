@@ -85,10 +85,7 @@ macro_rules! suite {
 
         /// The lobby's routes on a free loopback port, served by this runtime's helper.
         async fn start(hub: &Hub) -> (rt::Join<ShutdownReport>, SocketAddr) {
-            let mut server = Server::new();
-            for (path, route) in game_lobby::routes(hub) {
-                server = server.route(path, route);
-            }
+            let server = Server::new().routes(game_lobby::routes(hub));
             let listening = server.bind("127.0.0.1:0").await.expect("bind");
             let addr = listening.local_addr();
             (rt::spawn(listening.serve()), addr)

@@ -38,10 +38,7 @@ macro_rules! suite {
 
         async fn start() -> Running {
             let hub = Hub::new();
-            let mut server = Server::new();
-            for (path, route) in live_feed::routes(&hub, rt::ws::runtime()) {
-                server = server.route(path, route);
-            }
+            let server = Server::new().routes(live_feed::routes(&hub, rt::ws::runtime()));
             let listening = server.bind("127.0.0.1:0").await.expect("bind");
             let port = listening.local_addr().port();
             Running {

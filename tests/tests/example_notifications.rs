@@ -83,10 +83,7 @@ macro_rules! suite {
         /// The example's hub and routes on a free loopback port, served by this runtime's helper.
         async fn start() -> (Hub, rt::Join<ShutdownReport>, u16) {
             let hub = Hub::with_config(notifications::config());
-            let mut server = Server::new();
-            for (path, route) in notifications::routes(&hub, rt::ws::runtime()) {
-                server = server.route(path, route);
-            }
+            let server = Server::new().routes(notifications::routes(&hub, rt::ws::runtime()));
             let listening = server.bind("127.0.0.1:0").await.expect("bind");
             let addr: SocketAddr = listening.local_addr();
             (hub, rt::spawn(listening.serve()), addr.port())

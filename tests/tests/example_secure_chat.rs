@@ -153,10 +153,7 @@ macro_rules! suite {
             server_tls: Arc<rustls::ServerConfig>,
             certificate: rustls::pki_types::CertificateDer<'static>,
         ) -> Running {
-            let mut server = Server::new().tls(server_tls);
-            for (path, route) in secure_chat::routes(&app) {
-                server = server.route(path, route);
-            }
+            let server = Server::new().tls(server_tls).routes(secure_chat::routes(&app));
             let listening = server.bind("127.0.0.1:0").await.expect("bind");
             Running {
                 app,

@@ -43,10 +43,7 @@ macro_rules! suite {
         }
 
         async fn start(routes: Vec<(&'static str, WebSocketRoute)>) -> Running {
-            let mut server = Server::new();
-            for (path, route) in routes {
-                server = server.route(path, route);
-            }
+            let server = Server::new().routes(routes);
             let listening = server.bind("127.0.0.1:0").await.expect("bind");
             Running {
                 port: listening.local_addr().port(),

@@ -923,6 +923,19 @@ impl<N: Network> Server<N> {
         self
     }
 
+    /// Serves each `(path, route)` of `routes`, as [`route`](Self::route) does; for an app that
+    /// hands over its routes as a list (`Server::new().routes(chat::routes(&hub))`).
+    pub fn routes<P, R>(mut self, routes: impl IntoIterator<Item = (P, R)>) -> Self
+    where
+        P: Into<String>,
+        R: Into<Route>,
+    {
+        for (path, route) in routes {
+            self = self.route(path, route);
+        }
+        self
+    }
+
     /// The config of every connection: limits, timers and the origin policy of the handshake,
     /// and the handshake timeout, which bounds reading each request head (on a keep-alive
     /// connection, also the wait for the next request).
