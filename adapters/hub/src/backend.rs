@@ -102,6 +102,9 @@ pub struct Broadcast {
     pub payload: Payload,
     /// The node it was made on ([`Node::id`]).
     pub origin: Arc<str>,
+    /// Its Server-Sent Events id, when a backend numbers events across nodes (with
+    /// [`Backend::history`]); `None`: the hub numbers it.
+    pub event_id: Option<u64>,
 }
 
 impl Broadcast {
@@ -112,7 +115,14 @@ impl Broadcast {
             except: None,
             payload,
             origin,
+            event_id: None,
         }
+    }
+
+    /// The same broadcast numbered `id` for Server-Sent Events.
+    pub fn with_event_id(mut self, id: u64) -> Self {
+        self.event_id = Some(id);
+        self
     }
 
     /// The same broadcast without `except`'s copy.
@@ -181,6 +191,14 @@ impl Node {
         &self.id
     }
 
+    /// The hub's history length per room ([`HubConfig::history`](crate::HubConfig::history));
+    /// 0 when it keeps none or is gone.
+    pub fn history(&self) -> usize {
+        self.hub
+            .upgrade()
+            .map_or(0, |hub| hub.config().get_history())
+    }
+
     /// Delivers `broadcast` to this node's clients it is for (encoded once); returns how many
     /// it was queued to. A client whose outbox is full is disconnected (see
     /// [`HubConfig::outbox`](crate::HubConfig::outbox)).
@@ -244,9 +262,28 @@ pub trait Backend: Send + Sync + 'static {
         local
     }
 
+    /// The events of `rooms` numbered after `after`, for a Server-Sent Events client that
+    /// reconnects with `Last-Event-ID: after`, when the backend keeps the rooms' histories
+    /// itself (across nodes). `None` (the default): the hub keeps them in memory
+    /// ([`HubConfig::history`](crate::HubConfig::history)).
+    ///
+    /// A backend that answers `Some` numbers every broadcast it delivers
+    /// ([`Broadcast::event_id`]), in the order it delivers them, so that a client holding
+    /// back its live events while the history is fetched can tell which of them the history
+    /// already had.
+    fn history(&self, rooms: &[String], after: u64) -> Option<HistoryFuture> {
+        let _ = (rooms, after);
+        None
+    }
+
     /// The hub was closed: stop, release remote resources.
     fn close(&self) {}
 }
+
+/// The answer of [`Backend::history`]: the events by id, oldest first.
+pub type HistoryFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<(u64, Payload)>, HubError>> + Send>,
+>;
 
 /// The default backend: one process, nothing crosses. A broadcast is delivered at once, in the
 /// caller's task.

@@ -15,6 +15,9 @@ use crate::hub::HubInner;
 use crate::id::ClientId;
 use crate::{HubConfig, HubError};
 
+/// The most live events an SSE client holds back while its history is replayed from a backend.
+pub(crate) const MAX_HELD: usize = 4096;
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -77,6 +80,9 @@ pub(crate) struct ClientInner {
     /// Set when the hub has removed it.
     gone: AtomicBool,
     outcome: Mutex<Option<CloseOutcome>>,
+    /// An SSE client's live events held back while its history is fetched from a backend
+    /// ([`Backend::history`](crate::backend::Backend::history)); `None` when not replaying.
+    held: Mutex<Option<Vec<(u64, Bytes)>>>,
 }
 
 /// Where a client's messages go: a WebSocket's outbox, or a Server-Sent Events stream.
@@ -141,6 +147,7 @@ impl Client {
             slow_code: config.get_slow_client_code(),
             gone: AtomicBool::new(false),
             outcome: Mutex::new(None),
+            held: Mutex::new(None),
         }))
     }
 
@@ -164,6 +171,7 @@ impl Client {
             slow_code: config.get_slow_client_code(),
             gone: AtomicBool::new(false),
             outcome: Mutex::new(None),
+            held: Mutex::new(None),
         }))
     }
 
@@ -308,6 +316,45 @@ impl Client {
             Sink::Sse(_) => Err(HubError::NotSupported(
                 "WebSocket frames cannot be sent over Server-Sent Events",
             )),
+        }
+    }
+
+    /// Queues broadcast event `id`, already encoded, to an SSE client; held back (at most
+    /// [`MAX_HELD`] events, beyond which the client is too slow) while its history is replayed.
+    pub(crate) fn send_sse_event(&self, id: u64, encoded: Bytes) -> Result<(), HubError> {
+        let mut held = lock(&self.0.held);
+        match held.as_mut() {
+            Some(events) if events.len() >= MAX_HELD => {
+                drop(held);
+                self.disconnect_slow();
+                Err(HubError::SlowClient)
+            }
+            Some(events) => {
+                events.push((id, encoded));
+                Ok(())
+            }
+            None => self.send_sse_encoded(encoded),
+        }
+    }
+
+    /// Holds back this SSE client's live events until [`release_sse`](Self::release_sse).
+    pub(crate) fn hold_sse(&self) {
+        *lock(&self.0.held) = Some(Vec::new());
+    }
+
+    /// Sends `replayed` (ordered by id), then the live events held back meanwhile that are
+    /// newer than the last of them (older ones were in the history), and stops holding.
+    pub(crate) fn release_sse(&self, replayed: Vec<(u64, Bytes)>) {
+        let mut held = lock(&self.0.held);
+        let mut last = 0;
+        let live = held.take().unwrap_or_default();
+        for (id, event) in replayed.into_iter().chain(live) {
+            if id > last {
+                last = id;
+                if self.send_sse_encoded(event).is_err() {
+                    break;
+                }
+            }
         }
     }
 

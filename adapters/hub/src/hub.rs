@@ -748,7 +748,10 @@ impl HubInner {
     /// kept in the rooms' histories when they are on.
     pub(crate) fn deliver(&self, broadcast: &Broadcast) -> usize {
         let sse_on = self.sse_clients.load(Ordering::Relaxed) > 0;
-        let history = self.config.history > 0 && !matches!(broadcast.target, Target::All);
+        // A broadcast the backend numbered is kept in the backend's history, not here.
+        let history = self.config.history > 0
+            && broadcast.event_id.is_none()
+            && !matches!(broadcast.target, Target::All);
         let mut frame = None;
         let except = broadcast.except.as_ref();
         let mut delivered = 0;
@@ -804,7 +807,7 @@ impl HubInner {
                 // Still under the table lock, so a subscriber joining meanwhile gets this event
                 // either from the history or live, never both and never neither.
                 let mut sse = lock(&self.sse);
-                let id = sse.next_id();
+                let id = broadcast.event_id.unwrap_or_else(|| sse.next_id());
                 if let Some(event) = crate::sse::encode(&broadcast.payload, id) {
                     if history {
                         for room in rooms {
@@ -819,7 +822,7 @@ impl HubInner {
                     }
                     for client in &sse_members {
                         // A full queue disconnects the client (`send_sse_encoded`).
-                        if client.send_sse_encoded(event.clone()).is_ok() {
+                        if client.send_sse_event(id, event.clone()).is_ok() {
                             delivered += 1;
                         }
                     }
@@ -848,7 +851,35 @@ impl HubInner {
             Arc::downgrade(self),
             &self.config,
         );
-        self.insert(&client, &subscription.rooms, subscription.last_event_id)?;
+        let remote = subscription
+            .last_event_id
+            .and_then(|after| Some((after, self.backend.history(&subscription.rooms, after)?)));
+        let Some((after, history)) = remote else {
+            self.insert(&client, &subscription.rooms, subscription.last_event_id)?;
+            return Ok(SseStream::new(body, client));
+        };
+        // The backend keeps the history: live events are held back from the moment the client
+        // joins until the history has come and been sent; then those the history did not have.
+        client.hold_sse();
+        self.insert(&client, &subscription.rooms, None)?;
+        let replaying = client.clone();
+        let hub = Arc::downgrade(self);
+        rt.spawn(Box::pin(async move {
+            // Without its history, the client still gets the live events (the error goes to
+            // the error hooks).
+            let events = history.await.unwrap_or_else(|error| {
+                if let Some(hub) = hub.upgrade() {
+                    hub.report_error(&replaying, &error);
+                }
+                Vec::new()
+            });
+            let replayed = events
+                .into_iter()
+                .filter(|(id, _)| *id > after)
+                .filter_map(|(id, payload)| Some((id, crate::sse::encode(&payload, id)?)))
+                .collect();
+            replaying.release_sse(replayed);
+        }));
         Ok(SseStream::new(body, client))
     }
 }
