@@ -28,6 +28,12 @@
 //!   node's figure and answer with the figure across all nodes (the in-process backend returns
 //!   the local figure).
 //!
+//! * **History** (optional): [`Backend::history`] answers a Server-Sent Events client's
+//!   `Last-Event-ID` from the backend's store, for a backend that numbers the broadcasts itself
+//!   ([`Broadcast::event_id`]); the default leaves history to the hub's memory.
+//!
+//! `tidings-hub-redis` implements all of it on Redis.
+//!
 //! Every method is synchronous and must not block: a backend that talks to a remote engine
 //! queues the work for its own task and answers counts from what it last heard (presence kept
 //! with heartbeats is eventually consistent anyway).

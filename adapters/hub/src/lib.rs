@@ -56,7 +56,7 @@
 //!   route with `WebSocketRoute::origin` (same-origin by default).
 //! * **A seam for several processes**: every broadcast, room subscription, presence change and
 //!   count goes through a [`Backend`]; the default, [`InProcess`], has no other nodes. See
-//!   [`backend`] for what crosses the seam.
+//!   [`backend`] for what crosses the seam; `tidings-hub-redis` is the backend on Redis.
 //!
 //! # Hosting
 //!

@@ -13,8 +13,11 @@
 //! Event ids come from one counter per hub, so they increase within every room (and across a
 //! room's recreation), and one broadcast to several rooms has one id. A broadcast to all clients
 //! (not to rooms) reaches SSE clients with an id but is not kept in any history. Binary messages
-//! do not go over SSE. What this does not do: keep history across processes or restarts (ids
-//! start again at 1 in a new process), or replay to a client without a `Last-Event-ID`.
+//! do not go over SSE. In memory, the history is this process's: ids start again at 1 in a new
+//! process. A backend that keeps the history itself ([`Backend::history`](crate::Backend::history),
+//! the Redis backend of `tidings-hub-redis`) numbers the events across processes instead; the
+//! subscriber's live events are then held back while its history is fetched, and those the
+//! history already had are dropped. Nothing is replayed to a client without a `Last-Event-ID`.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

@@ -77,3 +77,8 @@ pub fn runtime() -> &'static dyn tidings_io::Runtime {
 /// (`hub::auth`) — the runtime-neutral [`tidings_hub`] crate, run on this runtime.
 #[cfg(feature = "hub")]
 pub use tidings_hub as hub;
+
+/// The hub's Redis backend (feature `redis`): one hub across processes, with its Redis
+/// connections on tokio — the [`tidings_hub_redis`] crate.
+#[cfg(feature = "redis")]
+pub use tidings_hub_redis as hub_redis;
