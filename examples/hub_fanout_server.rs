@@ -4,7 +4,8 @@
 //! it connects; Server-Sent Events subscribers join it too and get its text messages as events.
 //!
 //! ```sh
-//! cargo run --release --example hub_fanout_server -- 127.0.0.1:9010 [--outbox N] [--inline]
+//! cargo run --release --example hub_fanout_server -- 127.0.0.1:9010 [--outbox N] [--inline] \
+//!     [--redis URL [--presence-timeout SECS]]
 //! ```
 //!
 //! Routes:
@@ -21,11 +22,20 @@
 //! `OutboxLimits::write_inline`). `scripts/bench-fanout.sh` runs it against a tokio-tungstenite +
 //! `tokio::sync::broadcast` baseline; `scripts/bench-sse.sh` compares its SSE subscribers with
 //! its WebSocket subscribers.
+//!
+//! `--redis URL` builds the hub on the Redis backend (`tidings_hub_redis`, through the examples'
+//! shared option, `tidings_examples::hub_backend`): every process started with the same URL
+//! serves one room [`ROOM`], so a message sent to one process reaches the room's members on all
+//! of them (each process subscribes to the room's channel once it has a member there, and
+//! encodes each broadcast once for its own members). The handler does not change.
+//! `scripts/bench-redis.sh` runs two such processes against one in-process hub.
 
 use std::future::Future;
+use std::io;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
+use tidings_examples::hub_backend::BackendArgs;
 use tidings_tokio::hub::{
     Admission, Client, Handler, HandlerError, Hub, HubConfig, Message, SseSubscription,
 };
@@ -64,11 +74,16 @@ impl Handler for Member {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9010".to_owned());
     let mut outbox = OutboxLimits::default();
+    let mut backend = BackendArgs::default();
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
     while let Some(arg) = args.next() {
+        if backend.take(&arg, &mut args).map_err(bad)? {
+            continue;
+        }
         match arg.as_str() {
             "--outbox" => {
                 let n = args.next().and_then(|n| n.parse().ok());
@@ -78,7 +93,15 @@ async fn main() -> std::io::Result<()> {
             other => eprintln!("ignoring unknown argument {other}"),
         }
     }
-    let hub = Hub::with_config(HubConfig::default().outbox(outbox));
+    backend.check().map_err(bad)?;
+    let hub = backend
+        .hub(
+            HubConfig::default().outbox(outbox),
+            tidings_tokio::runtime(),
+        )
+        .await
+        .map_err(io::Error::other)?;
+    eprintln!("hub backend: {}", backend.describe());
     let members = hub.clone();
     let websocket = hub.route(move |_req: &UpgradeRequest<'_>| {
         Ok(Admission::new(Member {

@@ -55,7 +55,9 @@
 //! ```
 //!
 //! * Every client starts in room `general`; that join is announced like any other, so a new
-//!   client's first message is its own `user_joined` for `general`.
+//!   client's first message other than a `rooms` push is its own `user_joined` for `general`
+//!   (on one process it is the very first; with `--redis`, another process's `rooms` push can
+//!   come before it).
 //! * The joiner receives its own `user_joined` (it is in the room when it is announced); on an
 //!   explicit `leave_room` the leaver receives its own `user_left` (announced before it leaves),
 //!   so a page can keep its list of rooms from these events alone. A disconnect counts as leaving

@@ -36,7 +36,8 @@
 //!
 //! A notification is
 //! `{"id":"…","title":"…","body":"…","timestamp":"2025-01-31T12:00:00.123Z"}`: its ID (unique
-//! within a server process, and across restarts: a start-time prefix and a counter), title and
+//! within a server process, across restarts and across the processes of one Redis: a prefix of
+//! the start time and the hub node's random id, and a counter), title and
 //! body as posted, and the server's time of the POST in RFC 3339 (UTC, milliseconds).
 //!
 //! * WebSocket: the text message `{"type":"notification","data":<notification>}`. The server
@@ -229,7 +230,8 @@ struct Refused {
 /// Sends the notifications of `POST /api/notify`, numbering them.
 struct Notifier {
     hub: Hub,
-    /// The server's start time in milliseconds since the Unix epoch (hex): the IDs' prefix.
+    /// The server's start time in milliseconds since the Unix epoch (hex) and the first 8 hex
+    /// digits of the hub's random node id: the IDs' prefix.
     epoch: String,
     /// The number of the last notification.
     last: AtomicU64,
@@ -240,9 +242,10 @@ impl Notifier {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        let node = hub.node().id().get(..8).unwrap_or_default().to_owned();
         Notifier {
             hub,
-            epoch: format!("{millis:x}"),
+            epoch: format!("{millis:x}{node}"),
             last: AtomicU64::new(0),
         }
     }

@@ -3556,3 +3556,272 @@ pub fn hub_admission(data: &[u8]) {
     }
     tickets.check_len();
 }
+
+// ---------------------------------------------------------------------------------------------
+// redis_frame
+// ---------------------------------------------------------------------------------------------
+
+/// The most of a `redis_frame` input the structured part reads from (keeps executions cheap).
+const REDIS_FRAME_STRUCTURED_MAX: usize = 4096;
+
+/// The most bytes an origin or excepted-client id keeps on the wire (a `u16` length).
+const REDIS_FRAME_ID_MAX: usize = u16::MAX as usize;
+
+/// `value`'s `Debug`, cut to 400 bytes (decoded frames can hold 64 KiB ids and payloads).
+fn redis_frame_debug(value: &impl std::fmt::Debug) -> String {
+    let mut text = format!("{value:?}");
+    if text.len() > 400 {
+        let mut end = 400;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// Panics with `what` unless `got` is `Ok(want)`.
+fn redis_frame_same(
+    got: &Result<tidings_hub_redis::frame::Frame, tidings_hub_redis::frame::FrameError>,
+    want: &tidings_hub_redis::frame::Frame,
+    what: &str,
+) {
+    if got.as_ref() != Ok(want) {
+        panic!(
+            "{what}: got {}, want {}",
+            redis_frame_debug(got),
+            redis_frame_debug(want)
+        );
+    }
+}
+
+/// Checks a frame the codec decoded from `body` numbered `event_id` (`what` names the entry
+/// point): the frame re-encodes to exactly `body`, and the whole message made of that
+/// (`encode(event id or 0, encode_body(..))`), as well as the body alone, decode to the same
+/// frame.
+fn redis_frame_check(
+    frame: &tidings_hub_redis::frame::Frame,
+    body: &[u8],
+    event_id: u64,
+    what: &str,
+) {
+    use tidings_hub_redis::frame::{decode, decode_body, encode, encode_body};
+
+    assert_eq!(
+        frame.broadcast.event_id,
+        (event_id != 0).then_some(event_id),
+        "{what}: event id"
+    );
+    let again = encode_body(&frame.broadcast, frame.seq);
+    assert!(
+        again == body,
+        "{what}: the body re-encodes to other bytes: {} for {}",
+        redis_frame_debug(&again),
+        redis_frame_debug(&body)
+    );
+    let id = frame.broadcast.event_id.unwrap_or(0);
+    let wire = encode(id, &again);
+    redis_frame_same(&decode(&wire), frame, &format!("{what}: round trip"));
+    redis_frame_same(
+        &decode_body(&again, id),
+        frame,
+        &format!("{what}: body round trip"),
+    );
+}
+
+/// A text field of the structured part: `[len, bytes…]`, not-UTF-8 bytes replaced.
+fn redis_frame_text(c: &mut Cursor<'_>) -> String {
+    let n = usize::from(c.byte());
+    String::from_utf8_lossy(c.take(n)).into_owned()
+}
+
+/// A big-endian `u64` of the structured part.
+fn redis_frame_u64(c: &mut Cursor<'_>) -> u64 {
+    (0..8).fold(0, |n, _| n << 8 | u64::from(c.byte()))
+}
+
+/// An origin or excepted-client id of the structured part, by `mode` (2 bits): 0 and 3 a text
+/// field, 1 empty, 2 a text field repeated to `65532 + stretch` bytes (the wire keeps 65535).
+fn redis_frame_id(c: &mut Cursor<'_>, mode: u8, stretch: u8) -> String {
+    match mode & 3 {
+        1 => String::new(),
+        2 => {
+            let mut unit = redis_frame_text(c);
+            if unit.is_empty() {
+                unit.push('x');
+            }
+            let want = REDIS_FRAME_ID_MAX - 3 + usize::from(stretch & 7);
+            let mut long = unit.repeat(want / unit.len() + 1);
+            let mut end = want;
+            while !long.is_char_boundary(end) {
+                end += 1;
+            }
+            long.truncate(end);
+            long
+        }
+        _ => redis_frame_text(c),
+    }
+}
+
+/// `id` as the wire keeps it: its longest prefix of whole characters within 65535 bytes.
+fn redis_frame_kept_id(id: &str) -> &str {
+    let mut end = id.len().min(REDIS_FRAME_ID_MAX);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
+/// The backend's Redis wire codec (`tidings_hub_redis::frame`), on untrusted messages: any Redis
+/// client can publish on the backend's channels, so decoding must never panic nor allocate more
+/// than the message warrants (libFuzzer's malloc limit), and what it accepts must be exactly
+/// what the codec writes.
+///
+/// Input: the whole input is a channel message for `decode`, and a body for `decode_body`
+/// (numbered 7, and 0). Its first bytes (at most 4 KiB) also build a broadcast:
+/// `[shape, ids, seq, event id?, origin, except?, rooms…, name?, payload…]`. `shape`: target
+/// (bits 0–1: 0 all, 1 one room, 2–3 `Rooms` of `byte % 8` rooms, maybe none), payload (bits
+/// 2–3: 0 text, 1 binary, 2 event, 3 binary), an excepted client (bit 4), an event id (bit 5,
+/// a `u64` follows `seq`; 0 stays unnumbered), `seq` a `u64` (bit 6) or one byte. `ids`: the
+/// origin's mode (bits 0–1) and the except's (bits 2–3): a text field, empty, or one repeated to
+/// 65532–65539 bytes (bits 4–6). Text fields (ids, rooms, event name) are `[len, bytes…]`; the
+/// payload (an event's data) is the rest; bytes that are not UTF-8 are replaced in texts.
+///
+/// Properties: `decode` and `decode_body` return (never panic); a message they accept starts
+/// with the tag and a decimal event id, its body re-encodes to exactly its bytes (the encoding is
+/// canonical) and the message re-encoded from the frame decodes to the same frame; a body
+/// decodes the same alone, numbered 0 (unnumbered), or inside a channel message. A broadcast
+/// built from the input, with any target, payload, except and event id, encodes to a message
+/// and a body that decode to the same broadcast and sequence number — with an empty except read
+/// as none (the wire's "no except") and ids over 65535 bytes kept to their longest prefix of
+/// whole characters within that.
+pub fn redis_frame(data: &[u8]) {
+    use std::sync::Arc;
+    use tidings_hub::{Broadcast, ClientId, Message, Payload, Target};
+    use tidings_hub_redis::frame::{Frame, TAG, decode, decode_body, encode, encode_body};
+
+    // 1. The input as a channel message.
+    if let Ok(frame) = decode(data) {
+        let id = frame.broadcast.event_id.unwrap_or(0);
+        let body = encode_body(&frame.broadcast, frame.seq);
+        assert!(
+            data.starts_with(TAG) && data.ends_with(&body),
+            "decode: a tagged message ending with its body"
+        );
+        let digits = &data[TAG.len()..data.len() - body.len()];
+        let digits = digits
+            .strip_suffix(b" ")
+            .expect("decode: a space before the body");
+        assert!(
+            !digits.is_empty() && digits.len() <= 20 && digits.iter().all(u8::is_ascii_digit),
+            "decode: a decimal event id"
+        );
+        let parsed: u64 = std::str::from_utf8(digits)
+            .expect("ASCII")
+            .parse()
+            .expect("decode: the event id fits a u64");
+        assert_eq!(parsed, id, "decode: the event id");
+        redis_frame_check(&frame, &body, id, "decode");
+    }
+
+    // 2. The input as a body (a history entry's).
+    let numbered = decode_body(data, 7);
+    let unnumbered = decode_body(data, 0);
+    let tagged = decode(&encode(7, data));
+    assert!(
+        tagged == numbered,
+        "a body decodes the same inside a channel message: {} alone, {} tagged",
+        redis_frame_debug(&numbered),
+        redis_frame_debug(&tagged)
+    );
+    match (&numbered, &unnumbered) {
+        (Ok(frame), Ok(plain)) => {
+            let mut renumbered = plain.clone();
+            renumbered.broadcast = renumbered.broadcast.with_event_id(7);
+            redis_frame_same(
+                &Ok(renumbered),
+                frame,
+                "decode_body: only the event id differs",
+            );
+            redis_frame_check(frame, data, 7, "decode_body");
+            redis_frame_check(plain, data, 0, "decode_body unnumbered");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "decode_body: the same error whatever the id"),
+        _ => panic!(
+            "decode_body: {} numbered 7 but {} unnumbered",
+            redis_frame_debug(&numbered),
+            redis_frame_debug(&unnumbered)
+        ),
+    }
+
+    // 3. A broadcast built from the input encodes to what decodes to it.
+    let mut c = Cursor::new(&data[..data.len().min(REDIS_FRAME_STRUCTURED_MAX)]);
+    let shape = c.byte();
+    let ids = c.byte();
+    let seq = if shape & 0x40 != 0 {
+        redis_frame_u64(&mut c)
+    } else {
+        u64::from(c.byte())
+    };
+    let event_id = if shape & 0x20 != 0 {
+        redis_frame_u64(&mut c)
+    } else {
+        0
+    };
+    let origin = redis_frame_id(&mut c, ids, ids >> 4);
+    let except = (shape & 0x10 != 0).then(|| redis_frame_id(&mut c, ids >> 2, ids >> 4));
+    let target = match shape & 3 {
+        0 => Target::All,
+        1 => Target::Room(redis_frame_text(&mut c)),
+        _ => {
+            let count = c.byte() % 8;
+            Target::Rooms((0..count).map(|_| redis_frame_text(&mut c)).collect())
+        }
+    };
+    let payload = match shape >> 2 & 3 {
+        0 => Payload::Message(Message::text(
+            String::from_utf8_lossy(c.take(usize::MAX)).into_owned(),
+        )),
+        2 => {
+            let name = redis_frame_text(&mut c);
+            Payload::Event {
+                name,
+                data: String::from_utf8_lossy(c.take(usize::MAX)).into_owned(),
+            }
+        }
+        _ => Payload::Message(Message::binary(c.take(usize::MAX).to_vec())),
+    };
+    let mut broadcast = Broadcast::new(target, payload, Arc::from(origin.as_str()))
+        .except(except.as_deref().map(ClientId::new));
+    if event_id != 0 {
+        broadcast = broadcast.with_event_id(event_id);
+    }
+    // The wire cuts long ids and reads an empty except as none.
+    let kept_except = except
+        .as_deref()
+        .map(redis_frame_kept_id)
+        .filter(|e| !e.is_empty());
+    let mut expected = Frame {
+        broadcast: broadcast.clone().except(kept_except.map(ClientId::new)),
+        seq,
+    };
+    expected.broadcast.origin = Arc::from(redis_frame_kept_id(&origin));
+
+    let body = encode_body(&broadcast, seq);
+    redis_frame_same(
+        &decode_body(&body, event_id),
+        &expected,
+        "an encoded body decodes to its broadcast",
+    );
+    let wire = encode(event_id, &body);
+    assert!(
+        wire.starts_with(TAG) && wire.ends_with(&body),
+        "a channel message is the tag, the id and the body"
+    );
+    redis_frame_same(
+        &decode(&wire),
+        &expected,
+        "an encoded message decodes to its broadcast",
+    );
+}

@@ -87,6 +87,11 @@ fn fuzz_seeds_hub_admission() {
     run_corpus("hub_admission", fuzz::hub_admission);
 }
 
+#[test]
+fn fuzz_seeds_redis_frame() {
+    run_corpus("redis_frame", fuzz::redis_frame);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seed generator
 // ---------------------------------------------------------------------------------------------
@@ -816,6 +821,7 @@ fn generate_fuzz_seeds() {
     deflate_seeds();
     hub_envelope_seeds();
     hub_admission_seeds();
+    redis_frame_seeds();
 }
 
 /// The chat and game-lobby messages of the examples' docs, and envelopes at the edges of the
@@ -1084,4 +1090,149 @@ fn hub_admission_seeds() {
     for (name, header, ops) in configured {
         w.write(name, &[header, ops].concat());
     }
+}
+
+/// A broadcast from `node-a` for the redis_frame seeds.
+fn redis_broadcast(
+    target: tidings_hub::Target,
+    payload: tidings_hub::Payload,
+    except: Option<&str>,
+) -> tidings_hub::Broadcast {
+    tidings_hub::Broadcast::new(target, payload, "node-a".into())
+        .except(except.map(tidings_hub::ClientId::new))
+}
+
+/// Messages of the Redis backend's wire (`tidings_hub_redis::frame`): channel messages of every
+/// target and payload kind, numbered or not, with and without an excepted client; bare bodies
+/// (history entries); truncated, inconsistent and foreign messages; and structured-part inputs
+/// (`[shape, ids, seq, …]`, see `fuzz::redis_frame`) with ids at the wire's 65535-byte limit.
+fn redis_frame_seeds() {
+    use tidings_hub::{Message, Payload, Target};
+    use tidings_hub_redis::frame::{encode, encode_body};
+
+    let mut w = Writer::new("redis_frame");
+    let text = |t: &str| Payload::Message(Message::text(t.to_owned()));
+    let binary = |b: &[u8]| Payload::Message(Message::binary(b.to_vec()));
+    let event = |name: &str, data: &str| Payload::Event {
+        name: name.to_owned(),
+        data: data.to_owned(),
+    };
+    let rooms = |names: &[&str]| Target::Rooms(names.iter().map(|r| (*r).to_owned()).collect());
+    let lobby = || Target::Room("lobby".to_owned());
+    // (name, broadcast, seq, event id; 0: not numbered)
+    let messages = [
+        (
+            "all-text",
+            redis_broadcast(Target::All, text("hello"), None),
+            1,
+            0,
+        ),
+        (
+            "room-text-except-numbered",
+            redis_broadcast(lobby(), text("h\u{e9}llo \u{2603}"), Some("c1")),
+            2,
+            1_733_440_000_123_456,
+        ),
+        (
+            "rooms-binary-numbered",
+            redis_broadcast(rooms(&["a", "b:c", ""]), binary(&[0, 255, 1]), None),
+            3,
+            42,
+        ),
+        (
+            "rooms-none-event-except",
+            redis_broadcast(rooms(&[]), event("chat", r#"{"x":1}"#), Some("c2")),
+            u64::MAX,
+            0,
+        ),
+        (
+            "room-event-max-id",
+            redis_broadcast(lobby(), event("user_joined", r#"{"user":"al"}"#), None),
+            9,
+            u64::MAX,
+        ),
+        (
+            "all-binary-empty-except",
+            redis_broadcast(
+                Target::All,
+                binary(&[]),
+                Some("0123456789abcdef0123456789abcdef"),
+            ),
+            0,
+            7,
+        ),
+    ];
+    for (name, broadcast, seq, id) in &messages {
+        w.write(name, &encode(*id, &encode_body(broadcast, *seq)));
+    }
+    // Bodies alone, as a history stream keeps them.
+    let bodies = [
+        (
+            "body-room-text",
+            redis_broadcast(lobby(), text("hi"), None),
+            5,
+        ),
+        (
+            "body-rooms-event-except",
+            redis_broadcast(rooms(&["r1", "r2"]), event("", "null"), Some("me")),
+            6,
+        ),
+        (
+            "body-all-binary",
+            redis_broadcast(Target::All, binary(b"\xff\xfe tdg1 "), None),
+            1,
+        ),
+    ];
+    for (name, broadcast, seq) in &bodies {
+        w.write(name, &encode_body(broadcast, *seq));
+    }
+    // Broken and foreign messages.
+    let room_body = encode_body(&redis_broadcast(lobby(), text("hi"), Some("c1")), 1);
+    let mut huge_count = room_body.to_vec();
+    // kind, target, seq, origin, except: the room count.
+    let at = 2 + 8 + 2 + "node-a".len() + 2 + "c1".len();
+    huge_count[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut bad_target = room_body.to_vec();
+    bad_target[1] = 0;
+    let broken: [(&str, Vec<u8>); 6] = [
+        (
+            "truncated-message",
+            encode(3, &room_body[..room_body.len() - 5]),
+        ),
+        ("leading-zero-id", [&b"tdg1 007 "[..], &room_body].concat()),
+        (
+            "id-overflow",
+            [&b"tdg1 18446744073709551616 "[..], &room_body].concat(),
+        ),
+        ("huge-room-count", encode(0, &huge_count)),
+        ("target-count-mismatch", encode(1, &bad_target)),
+        (
+            "foreign",
+            br#"{"type":"chat","payload":"tdg1 1 "}"#.to_vec(),
+        ),
+    ];
+    for (name, data) in &broken {
+        w.write(name, data);
+    }
+    // Structured part: Rooms, event, except, numbered, u64 seq; origin and except repeated to
+    // 65538 bytes, which the wire cuts to 65535 (ASCII: on a character boundary).
+    let structured = [0x02 | 2 << 2 | 0x10 | 0x20 | 0x40, 0x02 | 2 << 2 | 6 << 4];
+    let long_ids = [
+        &structured[..],
+        &1u64.to_be_bytes(),
+        &99u64.to_be_bytes(),
+        &[5],
+        b"node-",
+        &[2],
+        b"c1",
+        &[2, 1],
+        b"a",
+        &[0],
+        &[4],
+        b"chat",
+        br#"{"x":[1,2]}"#,
+    ]
+    .concat();
+    w.write("structured-long-ids", &long_ids);
+    w.write("empty", b"");
 }

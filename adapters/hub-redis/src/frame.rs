@@ -109,8 +109,8 @@ pub fn encode_body(broadcast: &Broadcast, seq: u64) -> Bytes {
     out.put_u8(kind);
     out.put_u8(target);
     out.put_u64(seq);
-    put_short(&mut out, broadcast.origin.as_bytes());
-    put_short(&mut out, except.as_bytes());
+    put_short(&mut out, &broadcast.origin);
+    put_short(&mut out, except);
     out.put_u32(len32(rooms.len()));
     for room in rooms {
         put_long(&mut out, room.as_bytes());
@@ -210,10 +210,15 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn put_short(out: &mut BytesMut, bytes: &[u8]) {
-    // Node and client ids are short; a longer one is cut (ids are generated, 32 hex digits).
-    let bytes = &bytes[..bytes.len().min(usize::from(u16::MAX))];
-    out.put_u16(bytes.len() as u16);
+fn put_short(out: &mut BytesMut, text: &str) {
+    // Node and client ids are short (generated ones are 32 hex digits); a longer one is cut at
+    // the last character boundary that fits.
+    let mut end = text.len().min(usize::from(u16::MAX));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let bytes = &text.as_bytes()[..end];
+    out.put_u16(end as u16);
     out.put_slice(bytes);
 }
 

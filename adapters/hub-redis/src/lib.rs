@@ -500,6 +500,10 @@ impl RedisBackend {
         let session = Session::open(&shared)
             .await
             .map_err(RedisBackendError::Connect)?;
+        // Connected from here on: what the application does before the task first runs is
+        // queued for it, not treated as an outage.
+        *lock(&shared.conn) = Some(session.conn.clone());
+        shared.connected.store(true, Ordering::Release);
         let task = shared.clone();
         rt.spawn(Box::pin(run(task, session)));
         Ok(RedisBackend {

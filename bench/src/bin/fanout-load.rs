@@ -1,9 +1,10 @@
-//! WebSocket fan-out load generator, for `scripts/bench-fanout.sh`.
+//! WebSocket fan-out load generator, for `scripts/bench-fanout.sh` (and `bench-sse.sh`,
+//! `bench-redis.sh`).
 //!
 //! ```text
-//! fanout-load --addr HOST:PORT --subs N --size BYTES --kind text|binary --secs S
-//!             [--warmup-secs W] [--window K] [--server-pid PID] [--slow M]
-//!             [--connect-concurrency C] [--sse]
+//! fanout-load --addr HOST:PORT[,HOST:PORT...] --subs N --size BYTES --kind text|binary --secs S
+//!             [--warmup-secs W] [--window K] [--server-pid PID[,PID...]] [--slow M]
+//!             [--connect-concurrency C] [--sse] [--extra-pid PID[,PID...]]
 //! ```
 //!
 //! Against a server that broadcasts every message it receives to every *other* client: connects N
@@ -15,6 +16,15 @@
 //! per second, the latency from the publisher's send to each delivery (p50, p99, p99.9, max), lost
 //! messages, disconnected subscribers, the server's memory and the CPU use of the generator, the
 //! server and the rest of the machine over the measured window.
+//!
+//! **Several nodes.** `--addr` takes a comma-separated list: the subscribers (and the slow
+//! consumers) are spread over the addresses round-robin (subscriber `i` connects to address
+//! `i % n`, so 1,000 over two nodes are 500 each), and the publisher connects to the first. For
+//! servers that share one room across processes (`examples/hub_fanout_server.rs --redis URL`):
+//! every subscriber still has to get every message. The subscribers are all connected (and 200
+//! ms have passed) before the publisher connects, so a node that subscribes to the room's
+//! channel when its first member joins has long done so; a node that had not would show as
+//! `lost` messages at its subscribers. `nodes` in the report is the number of addresses.
 //!
 //! **Flow control.** A closed loop with a window of K messages (default 16): message `s + K` is
 //! sent only once message `s` has reached every live subscriber. Each in-flight sequence number has
@@ -36,11 +46,18 @@
 //! measured window only, in a log-bucketed histogram (exact below 256 ns, then 128 buckets per
 //! power of two: under 0.4 % error).
 //!
-//! **Memory.** With `--server-pid`, the server's `VmRSS` is read before the subscribers connect,
+//! **Memory.** With `--server-pid` (a comma-separated list for several nodes: their figures are
+//! summed, CPU as memory), the server's `VmRSS` is read before the subscribers connect,
 //! after they all have (and 200 ms of settling), and at the end: `rss_per_sub_bytes` is the
 //! growth over the connections divided by N. During the run it is sampled every 500 ms from the
 //! publisher's start (`rss_series_kb`), and at the start and end of the measured window
 //! (`rss_growth_kb` is end minus start).
+//!
+//! **Other processes of the system under test.** `--extra-pid` (a comma-separated list) names
+//! processes, such as the Redis server between the nodes, whose CPU use over the measured window
+//! is reported as `extra_cpu` (cores, summed) and not counted in `other_cpu`. It is read from the
+//! threads' `schedstat` (nanoseconds on a CPU) rather than `utime + stime` (10 ms ticks): a
+//! process that uses a few milliseconds per second is measured to better than a tick.
 //!
 //! **Slow consumers.** `--slow M` connects M more subscribers (after the others, before the
 //! publisher) with a 4 KiB receive buffer; they complete the handshake and then never read, so
@@ -124,33 +141,74 @@ fn nanos(t: Instant) -> u64 {
 
 #[derive(Clone, Debug)]
 struct Args {
-    addr: SocketAddr,
+    /// The servers' addresses: subscribers round-robin, the publisher on the first.
+    addrs: Vec<SocketAddr>,
     subs: usize,
     size: usize,
     kind: MessageKind,
     secs: f64,
     warmup_secs: f64,
     window: usize,
-    server_pid: Option<u32>,
+    /// The server processes (several nodes: summed).
+    server_pids: Vec<u32>,
+    /// Other processes whose CPU is reported apart (`extra_cpu`).
+    extra_pids: Vec<u32>,
     slow: usize,
     connect_concurrency: usize,
     /// Subscribers are Server-Sent Events clients of [`SSE_PATH`] instead of WebSockets.
     sse: bool,
 }
 
-const USAGE: &str = "usage: fanout-load --addr HOST:PORT --subs N --size BYTES --kind text|binary \
-                     --secs S [--warmup-secs W] [--window K] [--server-pid PID] [--slow N] \
-                     [--connect-concurrency C] [--sse]";
+const USAGE: &str = "usage: fanout-load --addr HOST:PORT[,HOST:PORT...] --subs N --size BYTES \
+                     --kind text|binary --secs S [--warmup-secs W] [--window K] \
+                     [--server-pid PID[,PID...]] [--slow N] [--connect-concurrency C] [--sse] \
+                     [--extra-pid PID[,PID...]]";
+
+/// A comma-separated list of at least one value.
+fn parse_list<T: std::str::FromStr>(value: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .split(',')
+        .map(|v| v.trim().parse().map_err(|e: T::Err| format!("{v:?}: {e}")))
+        .collect()
+}
+
+/// CPU time a process has used so far, in seconds, to the nanosecond: the sum over its threads
+/// of their time on a CPU (the first field of `/proc/PID/task/TID/schedstat`), so that a process
+/// using little CPU, such as Redis between the nodes, is measured over a few seconds without the
+/// 10 ms ticks of `utime + stime`; those where schedstat is missing.
+fn cpu_seconds_fine(pid: u32) -> Option<f64> {
+    let fine = (|| {
+        let mut ns = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(ns as f64 / 1e9)
+    })();
+    fine.or_else(|| cpu_seconds(Some(pid)))
+}
+
+/// The sum of `read` over `pids`; `None` if there are none or one is unreadable.
+fn sum_over<T: std::iter::Sum<T>>(pids: &[u32], read: impl Fn(u32) -> Option<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| read(pid)).sum()
+}
 
 fn parse_args() -> Result<Args, String> {
-    let mut addr = None;
+    let mut addrs = None;
     let mut subs = None;
     let mut size = None;
     let mut kind = None;
     let mut secs = None;
     let mut warmup_secs = 1.0;
     let mut window = 16;
-    let mut server_pid = None;
+    let mut server_pids = Vec::new();
+    let mut extra_pids = Vec::new();
     let mut slow = 0;
     let mut connect_concurrency = 100;
     let mut sse = false;
@@ -163,7 +221,7 @@ fn parse_args() -> Result<Args, String> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
         match flag.as_str() {
-            "--addr" => addr = Some(value.parse().map_err(|e| bad(&e))?),
+            "--addr" => addrs = Some(parse_list(&value).map_err(|e| bad(&e))?),
             "--subs" => subs = Some(value.parse().map_err(|e| bad(&e))?),
             "--size" => size = Some(value.parse().map_err(|e| bad(&e))?),
             "--kind" => {
@@ -176,7 +234,8 @@ fn parse_args() -> Result<Args, String> {
             "--secs" => secs = Some(value.parse().map_err(|e| bad(&e))?),
             "--warmup-secs" => warmup_secs = value.parse().map_err(|e| bad(&e))?,
             "--window" => window = value.parse().map_err(|e| bad(&e))?,
-            "--server-pid" => server_pid = Some(value.parse().map_err(|e| bad(&e))?),
+            "--server-pid" => server_pids = parse_list(&value).map_err(|e| bad(&e))?,
+            "--extra-pid" => extra_pids = parse_list(&value).map_err(|e| bad(&e))?,
             "--slow" => slow = value.parse().map_err(|e| bad(&e))?,
             "--connect-concurrency" => connect_concurrency = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}")),
@@ -184,14 +243,15 @@ fn parse_args() -> Result<Args, String> {
     }
     let missing = |name: &str| format!("{name} is required");
     let args = Args {
-        addr: addr.ok_or_else(|| missing("--addr"))?,
+        addrs: addrs.ok_or_else(|| missing("--addr"))?,
         subs: subs.ok_or_else(|| missing("--subs"))?,
         size: size.ok_or_else(|| missing("--size"))?,
         kind: kind.ok_or_else(|| missing("--kind"))?,
         secs: secs.ok_or_else(|| missing("--secs"))?,
         warmup_secs,
         window,
-        server_pid,
+        server_pids,
+        extra_pids,
         slow,
         connect_concurrency,
         sse,
@@ -313,6 +373,8 @@ struct Report {
     rss_window_kb: Option<(u64, u64)>,
     load_cpu: Option<f64>,
     server_cpu: Option<f64>,
+    /// CPU of the `--extra-pid` processes.
+    extra_cpu: Option<f64>,
     machine_cpu: Option<f64>,
 }
 
@@ -337,7 +399,10 @@ impl Report {
             .chain(self.rss_window_kb.map(|(a, b)| a.max(b)))
             .max();
         let growth = self.rss_window_kb.map(|(a, b)| b as i64 - a as i64);
-        let other = (|| Some((self.machine_cpu? - self.load_cpu? - self.server_cpu?).max(0.0)))();
+        let other = (|| {
+            let extra = self.extra_cpu.unwrap_or(0.0);
+            Some((self.machine_cpu? - self.load_cpu? - self.server_cpu? - extra).max(0.0))
+        })();
         let latency = |i: usize| f(self.latency.map(|l| l[i]), 1);
         let error = self.error.as_ref().map_or_else(
             || "null".into(),
@@ -357,7 +422,7 @@ impl Report {
              \"connect_secs\":{},\"rss_before_kb\":{},\"rss_after_connect_kb\":{},\
              \"rss_end_kb\":{},\"rss_per_sub_bytes\":{},\"rss_series_kb\":[{series}],\
              \"rss_max_kb\":{},\"rss_growth_kb\":{},\"load_cpu\":{},\"machine_cpu\":{},\
-             \"server_cpu\":{},\"other_cpu\":{}}}",
+             \"server_cpu\":{},\"other_cpu\":{},\"extra_cpu\":{},\"nodes\":{}}}",
             self.ok(),
             self.stalled,
             f(self.deliveries_per_sec, 1),
@@ -389,6 +454,8 @@ impl Report {
             f(self.machine_cpu, 3),
             f(self.server_cpu, 3),
             f(other, 3),
+            f(self.extra_cpu, 3),
+            args.addrs.len(),
         )
     }
 }
@@ -727,7 +794,10 @@ impl Histogram {
 /// so a failed run still reports what it got.
 async fn run(args: &Args, report: &mut Report) {
     let shared = Rc::new(Shared::new(args));
-    let server_rss = || args.server_pid.and_then(rss_kb);
+    let server_rss = || sum_over(&args.server_pids, rss_kb);
+    // Subscriber `i` (and slow consumer `i`) connects to address `i % n`; the publisher to the
+    // first.
+    let addr_of = |i: usize| args.addrs[i % args.addrs.len()];
     report.rss_before_kb = server_rss();
 
     // The subscribers, at most `connect_concurrency` handshakes at a time.
@@ -738,14 +808,14 @@ async fn run(args: &Args, report: &mut Report) {
             tokio::task::spawn_local(sse_subscriber(
                 shared.clone(),
                 permits.clone(),
-                args.addr,
+                addr_of(index),
                 index,
             ));
         } else {
             tokio::task::spawn_local(subscriber(
                 shared.clone(),
                 permits.clone(),
-                args.addr,
+                addr_of(index),
                 index,
             ));
         }
@@ -780,7 +850,7 @@ async fn run(args: &Args, report: &mut Report) {
     // Slow consumers: handshake, then never read.
     let mut slow = Vec::with_capacity(args.slow);
     for i in 0..args.slow {
-        match tokio::time::timeout(CONNECT_ONE, connect(args.addr, Some(SLOW_RCVBUF))).await {
+        match tokio::time::timeout(CONNECT_ONE, connect(addr_of(i), Some(SLOW_RCVBUF))).await {
             Ok(Ok(connection)) => slow.push(connection),
             Ok(Err(e)) => {
                 report.error = Some(format!("slow consumer {i}: {e}"));
@@ -796,7 +866,8 @@ async fn run(args: &Args, report: &mut Report) {
     }
 
     // The publisher, and the memory samples.
-    let (stream, conn) = match tokio::time::timeout(CONNECT_ONE, connect(args.addr, None)).await {
+    let (stream, conn) = match tokio::time::timeout(CONNECT_ONE, connect(args.addrs[0], None)).await
+    {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
             report.error = Some(format!("publisher: {e}"));
@@ -808,8 +879,12 @@ async fn run(args: &Args, report: &mut Report) {
         }
     };
     let series = Rc::new(RefCell::new(Vec::new()));
-    if let Some(pid) = args.server_pid {
-        tokio::task::spawn_local(sample_rss(shared.clone(), pid, series.clone()));
+    if !args.server_pids.is_empty() {
+        tokio::task::spawn_local(sample_rss(
+            shared.clone(),
+            args.server_pids.clone(),
+            series.clone(),
+        ));
     }
     shared.last_progress.set(Instant::now());
     tokio::task::spawn_local(publisher(shared.clone(), stream, conn));
@@ -834,15 +909,16 @@ async fn run(args: &Args, report: &mut Report) {
                 shared.deliveries.get(),
                 shared.sent.get(),
                 cpu_seconds(None),
-                args.server_pid.and_then(|pid| cpu_seconds(Some(pid))),
+                sum_over(&args.server_pids, |pid| cpu_seconds(Some(pid))),
+                sum_over(&args.extra_pids, cpu_seconds_fine),
                 machine_cpu_seconds(),
                 server_rss(),
             )
         };
-        let (start, deliveries0, sent0, load0, server0, machine0, rss0) = sample();
+        let (start, deliveries0, sent0, load0, server0, extra0, machine0, rss0) = sample();
         shared.measuring.set(true);
         result = watch(&shared, Duration::from_secs_f64(args.secs)).await;
-        let (end, deliveries1, sent1, load1, server1, machine1, rss1) = sample();
+        let (end, deliveries1, sent1, load1, server1, extra1, machine1, rss1) = sample();
         shared.measuring.set(false);
         let elapsed = (end - start).as_secs_f64();
         let share = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / elapsed);
@@ -850,6 +926,7 @@ async fn run(args: &Args, report: &mut Report) {
         report.msgs_per_sec = Some((sent1 - sent0) as f64 / elapsed);
         report.load_cpu = share(load0, load1);
         report.server_cpu = share(server0, server1);
+        report.extra_cpu = share(extra0, extra1);
         report.machine_cpu = share(machine0, machine1);
         report.rss_window_kb = rss0.zip(rss1);
         let latencies = shared.latencies.borrow();
@@ -917,13 +994,13 @@ async fn watch(shared: &Shared, duration: Duration) -> Result<(), Failure> {
     }
 }
 
-/// Samples the server's memory every [`RSS_EVERY`] until the run is over.
-async fn sample_rss(shared: Rc<Shared>, pid: u32, series: Rc<RefCell<Vec<u64>>>) {
+/// Samples the servers' memory (summed) every [`RSS_EVERY`] until the run is over.
+async fn sample_rss(shared: Rc<Shared>, pids: Vec<u32>, series: Rc<RefCell<Vec<u64>>>) {
     let mut every = tokio::time::interval(RSS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !shared.done.get() {
         every.tick().await;
-        if let Some(kb) = rss_kb(pid) {
+        if let Some(kb) = sum_over(&pids, rss_kb) {
             series.borrow_mut().push(kb);
         }
     }
@@ -1736,14 +1813,15 @@ mod tests {
 
     fn shared(window: usize) -> Shared {
         let args = Args {
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addrs: vec!["127.0.0.1:1".parse().unwrap()],
             subs: 2,
             size: 64,
             kind: MessageKind::Binary,
             secs: 1.0,
             warmup_secs: 0.0,
             window,
-            server_pid: None,
+            server_pids: Vec::new(),
+            extra_pids: Vec::new(),
             slow: 0,
             connect_concurrency: 1,
             sse: false,
