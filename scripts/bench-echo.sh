@@ -89,10 +89,7 @@ trap 'cleanup; trap - INT; kill -INT $$' INT
 trap 'cleanup; exit 143' TERM
 
 # --- tools and builds ----------------------------------------------------------------------------
-if ! command -v taskset >/dev/null; then
-  echo "installing taskset (util-linux)…" >&2
-  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
-fi
+need_taskset
 command -v python3 >/dev/null || { echo "python3 is needed for the summary" >&2; exit 1; }
 
 echo "building bench/ (release)…" >&2

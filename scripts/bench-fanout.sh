@@ -104,10 +104,7 @@ trap 'cleanup; trap - INT; kill -INT $$' INT
 trap 'cleanup; exit 143' TERM
 
 # --- tools, limits and builds --------------------------------------------------------------------
-if ! command -v taskset >/dev/null; then
-  echo "installing taskset (util-linux)…" >&2
-  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
-fi
+need_taskset
 command -v python3 >/dev/null || { echo "python3 is needed for the summary" >&2; exit 1; }
 
 # Every connection is a file descriptor in the server and in the generator (both inherit this).
@@ -277,22 +274,7 @@ for ((r = 1; r <= rounds; r++)); do
   for sc in "${scenarios[@]}"; do
     read -r name subs size kind slow _ <<<"$sc"
     for s in "${order[@]}"; do
-      # Measure again, up to $retries times, while other work took more than $other_max cores.
-      attempts=0
-      while :; do
-        attempts=$((attempts + 1))
-        wait_quiet
-        port=$((base_port + measurement))
-        measurement=$((measurement + 1))
-        measure "$s" "$port"
-        if [[ $ok == 1 && $other != "" ]] && ((attempts <= retries)) \
-          && awk -v o="$other" -v m="$other_max" 'BEGIN { exit !(o > m) }'; then
-          warn "round $r $name $s: other work took $other cores; measuring again"
-          sleep 1
-          continue
-        fi
-        break
-      done
+      measure_quietly "round $r $name $s" 1 "$s"
       echo "$row" >>"$csv"
       printf '  %-14s %-28s %s\n' "$name" "$s" "$desc" >&2
       [[ $ok == 1 ]] || warn "round $r $name $s failed (see $log)"

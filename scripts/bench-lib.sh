@@ -1,4 +1,5 @@
-# Sourced by the end-to-end benchmark scripts (bench-echo.sh, bench-fanout.sh): their common
+# Sourced by the end-to-end benchmark scripts (bench-echo.sh, bench-fanout.sh, bench-sse.sh,
+# bench-redis.sh): their common
 # arguments and knobs, waiting for a server's port and for a quiet machine. The waits use the
 # caller's `server_pid` and `warn`.
 
@@ -67,4 +68,33 @@ wait_quiet() {
     fi
     sleep 2
   done
+}
+
+# Runs `measure ARGS… PORT` on the next fresh port (`base_port + stride × measurement`), again
+# (up to $retries times, after a quiet wait each time) while other work took more than
+# $other_max cores. Uses and sets the caller's `measurement`, `port`, `ok` and `other`.
+measure_quietly() { # $1 = label for the warning, $2 = ports per measurement, then measure's ARGS
+  local label=$1 stride=$2 attempts=0
+  shift 2
+  while :; do
+    attempts=$((attempts + 1))
+    wait_quiet
+    port=$((base_port + stride * measurement))
+    measurement=$((measurement + 1))
+    measure "$@" "$port"
+    if [[ $ok == 1 && $other != "" ]] && ((attempts <= retries)) \
+      && awk -v o="$other" -v m="$other_max" 'BEGIN { exit !(o > m) }'; then
+      warn "$label: other work took $other cores; measuring again"
+      sleep 1
+      continue
+    fi
+    break
+  done
+}
+
+# Installs taskset (util-linux) when it is missing: the scripts pin servers and generators.
+need_taskset() {
+  command -v taskset >/dev/null && return 0
+  echo "installing taskset (util-linux)…" >&2
+  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
 }

@@ -110,10 +110,7 @@ trap 'finish; trap - INT; kill -INT $$' INT
 trap 'finish; exit 143' TERM
 
 # --- tools, limits and builds --------------------------------------------------------------------
-if ! command -v taskset >/dev/null; then
-  echo "installing taskset (util-linux)…" >&2
-  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
-fi
+need_taskset
 if ! command -v redis-server >/dev/null; then
   echo "installing redis-server…" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -293,21 +290,7 @@ if [[ $do_fanout == 1 ]]; then
     if ((r % 2)); then order=(in-process two-nodes); else order=(two-nodes in-process); fi
     echo "round $r/$rounds: ${order[*]}" >&2
     for config in "${order[@]}"; do
-      attempts=0
-      while :; do
-        attempts=$((attempts + 1))
-        wait_quiet
-        port=$((base_port + 2 * measurement))
-        measurement=$((measurement + 1))
-        measure "$port"
-        if [[ $ok == 1 && $other != "" ]] && ((attempts <= retries)) \
-          && awk -v o="$other" -v m="$other_max" 'BEGIN { exit !(o > m) }'; then
-          warn "round $r $config: other work took $other cores; measuring again"
-          sleep 1
-          continue
-        fi
-        break
-      done
+      measure_quietly "round $r $config" 2
       printf '  %-11s %s\n' "$config" "$desc" >&2
       [[ $ok == 1 ]] || warn "round $r $config failed (see $log)"
     done

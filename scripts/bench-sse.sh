@@ -64,10 +64,7 @@ trap 'cleanup; trap - INT; kill -INT $$' INT
 trap 'cleanup; exit 143' TERM
 
 # --- tools, limits and builds --------------------------------------------------------------------
-if ! command -v taskset >/dev/null; then
-  echo "installing taskset (util-linux)…" >&2
-  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
-fi
+need_taskset
 command -v python3 >/dev/null || { echo "python3 is needed for the summary" >&2; exit 1; }
 hard=$(ulimit -Hn)
 ulimit -n "$hard" 2>/dev/null || true
@@ -155,21 +152,7 @@ for ((r = 1; r <= rounds; r++)); do
   if ((r % 2)); then order=(sse websocket); else order=(websocket sse); fi
   echo "round $r/$rounds: ${order[*]}" >&2
   for mode in "${order[@]}"; do
-    attempts=0
-    while :; do
-      attempts=$((attempts + 1))
-      wait_quiet
-      port=$((base_port + measurement))
-      measurement=$((measurement + 1))
-      measure "$port"
-      if [[ $ok == 1 && $other != "" ]] && ((attempts <= retries)) \
-        && awk -v o="$other" -v m="$other_max" 'BEGIN { exit !(o > m) }'; then
-        warn "round $r $mode: other work took $other cores; measuring again"
-        sleep 1
-        continue
-      fi
-      break
-    done
+    measure_quietly "round $r $mode" 1
     printf '  %-10s %s\n' "$mode" "$desc" >&2
     [[ $ok == 1 ]] || warn "round $r $mode failed (see $log)"
   done
