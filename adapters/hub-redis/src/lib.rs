@@ -3,18 +3,20 @@
 //! that Server-Sent Events clients replay with `Last-Event-ID`.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), tidings_hub_redis::RedisBackendError> {
 //! use tidings_hub::{Hub, HubConfig};
-//! use tidings_hub_redis::{RedisBackend, RedisConfig};
+//! use tidings_hub_redis::{RedisBackend, RedisConfig, RedisBackendError};
 //!
-//! let rt = tidings_tokio::runtime();
+//! // `rt`: `tidings_tokio::runtime()` or `tidings_smol::runtime()`.
+//! async fn run(rt: &'static dyn tidings_io::Runtime) -> Result<(), RedisBackendError> {
 //! let backend = RedisBackend::connect("redis://127.0.0.1:6379", RedisConfig::default(), rt).await?;
 //! let hub = Hub::builder()
 //!     .config(HubConfig::default().history(100))
 //!     .backend(backend)
 //!     .build();
 //! // Use `hub` exactly as an in-process hub: rooms, broadcasts, counts, SSE.
-//! # Ok(()) }
+//! # drop(hub);
+//! Ok(())
+//! }
 //! ```
 //!
 //! # How it works
