@@ -98,3 +98,16 @@ need_taskset() {
   echo "installing taskset (util-linux)…" >&2
   apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
 }
+
+# Stops a child process: SIGTERM, up to 5 s to exit, then SIGKILL.
+stop() { # SIGTERM, up to 5 s to exit, then SIGKILL
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive "$pid" || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}

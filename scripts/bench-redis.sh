@@ -79,17 +79,6 @@ server_pids=()
 load_pid=
 redis_pid=
 sub_pid=
-stop() { # SIGTERM, up to 5 s to exit, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() { # the measurement's processes
   local p
   stop "$load_pid"

@@ -42,17 +42,6 @@ warn() { echo "warning: $*" >&2; }
 # --- cleanup: never leave a server or a generator running --------------------------------------
 server_pid=
 load_pid=
-stop() { # SIGTERM, up to 5 s to exit, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   stop "$load_pid"
   stop "$server_pid"
