@@ -7,7 +7,7 @@
 
 use std::net::TcpListener;
 
-use tidings_core::ext::deflate::DeflateConfig;
+use tidings_core::ext::deflate::{CompressorPool, DeflateConfig};
 use tidings_core::handshake::AcceptOptions;
 use tidings_core::handshake::HandshakeConfig;
 use tidings_core::{Config, Event};
@@ -22,10 +22,15 @@ fn main() -> std::io::Result<()> {
         "std_echo_server listening on ws://{}",
         listener.local_addr()?
     );
+    // One permessage-deflate config for every connection, with one compressor pool: a client
+    // that asks for `server_no_context_takeover` then borrows a compressor per message instead
+    // of keeping its own (see `tidings_core::ext::deflate`).
+    let deflate = DeflateConfig::new().compressor_pool(CompressorPool::new());
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
+        let deflate = deflate.clone();
         std::thread::spawn(move || {
-            if let Err(e) = serve(stream) {
+            if let Err(e) = serve(stream, deflate) {
                 eprintln!("connection ended with an error: {e}");
             }
         });
@@ -33,9 +38,8 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
+fn serve(stream: std::net::TcpStream, deflate: DeflateConfig) -> std::io::Result<()> {
     let config = Config::default().max_message_size(Some(64 << 20));
-    let deflate = DeflateConfig::new();
     let mut ws = blocking::accept(
         stream,
         config,

@@ -84,6 +84,7 @@
 //! `unsafe` code lives in one private module (`raw`), each block with a `// SAFETY:` comment; the
 //! rest of the crate is checked by `#![deny(unsafe_code)]`.
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod close;
 mod connection;
@@ -100,7 +101,8 @@ pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use connection::OsMasks;
 pub use connection::{
     CloseOutcome, Config, Connection, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_MESSAGE_SIZE, Event, Fragment, Initiator, MaskSource, MessageWriter, Role, Timer,
+    DEFAULT_MAX_MESSAGE_SIZE, Event, Fragment, Initiator, Lookahead, MaskSource, MessageWriter,
+    Role, Timer,
 };
 pub use error::{ConnectionError, Error, ProtocolError};
 pub use frame::header::{MAX_HEADER_LEN, RSV1};

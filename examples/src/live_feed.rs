@@ -95,7 +95,7 @@ pub fn routes(hub: &Hub, rt: &'static dyn Runtime) -> Vec<(&'static str, Route)>
 /// to the original schedule; ticks missed by more than one interval are skipped.
 pub async fn ticker(hub: Hub, rt: &'static dyn Runtime, every: Duration) {
     let mut deadline = rt.now() + every;
-    let mut timer = rt.timer(deadline);
+    let mut timer = rt.sleep_until(deadline);
     for seq in 1.. {
         poll_fn(|cx| timer.poll_expired(cx)).await;
         let tick = Tick {

@@ -1748,7 +1748,7 @@ pub fn stateful(data: &[u8]) {
             .auto_pong(auto_pong)
             .max_frame_size(Some(frame_limit))
             .max_message_size(Some(message_limit))
-            .keepalive_interval(Some(ms(&KEEPALIVE_MS, 0)))
+            .ping_interval(Some(ms(&KEEPALIVE_MS, 0)))
             .pong_timeout(Some(ms(&PONG_MS, 2)))
             .close_timeout(Some(ms(&CLOSE_MS, 4)))
             .idle_timeout(Some(ms(&IDLE_MS, 6)));

@@ -1261,7 +1261,7 @@ macro_rules! suite {
         fn read_timeout_closes_an_idle_connection_with_1000() {
             rt::run_paused(GUARD, async {
                 for role in ROLES {
-                    let config = timeouts_config().read_timeout(timer(5));
+                    let config = timeouts_config().idle_timeout(timer(5));
                     let (ws, mut raw) = facing_raw(role, config).await;
                     let ((end, outcome), close) =
                         join(last_recv(ws), raw_answer_close(&mut raw)).await;

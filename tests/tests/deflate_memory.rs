@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use peak_alloc::PeakAlloc;
 use tidings_core::ext::ExtensionConfig;
-use tidings_core::ext::deflate::DeflateConfig;
+use tidings_core::ext::deflate::{CompressorPool, DeflateConfig};
 use tidings_core::handshake::ExtensionOffer;
 use tidings_core::{CloseCode, Config, Connection, ConnectionError, Event, ProtocolError};
 use tidings_tests::{deflate_bomb, op, raw_frame};
@@ -149,6 +149,7 @@ fn connection_cost(config: &DeflateConfig) -> usize {
 #[test]
 fn memory_per_connection_in_each_mode() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = CompressorPool::new();
     let modes = [
         ("context takeover, 15-bit windows", DeflateConfig::new()),
         (
@@ -157,16 +158,63 @@ fn memory_per_connection_in_each_mode() {
                 .client_max_window_bits(10)
                 .server_max_window_bits(10),
         ),
-        ("no context takeover", DeflateConfig::no_context_takeover()),
+        (
+            "no context takeover, no pool",
+            DeflateConfig::no_context_takeover(),
+        ),
+        (
+            "no context takeover, shared compressor pool",
+            DeflateConfig::no_context_takeover().compressor_pool(pool.clone()),
+        ),
     ];
     let mut costs = Vec::new();
     for (name, config) in &modes {
-        connection_cost(config); // the first one may set up the thread's shared compressor
+        connection_cost(config); // the first one may fill the pool
         let cost = connection_cost(config);
         eprintln!("{name}: {cost} bytes per connection");
         costs.push(cost);
     }
-    // Without context takeover the compressor is the thread's, not the connection's.
-    assert!(costs[2] < costs[0] / 4, "{costs:?}");
+    // Without a pool a connection keeps its own compressor, as with context takeover; with one,
+    // the compressor is the pool's, not the connection's.
+    assert!(costs[2] > costs[0] / 2, "{costs:?}");
+    assert!(costs[3] < costs[0] / 4, "{costs:?}");
     assert!(costs[1] < costs[0], "{costs:?}");
+    assert_eq!(pool.idle(), 1);
+}
+
+/// Heap held by one idle compressor in a pool (level 1, 15-bit window), and by a pool that reached
+/// its bound.
+#[test]
+fn memory_of_a_compressor_pool() {
+    use tidings_core::MessageKind;
+    use tidings_core::ext::{negotiate_client, negotiate_server};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let message = vec![b'a'; 1024];
+    let base = ALLOCATOR.current_usage();
+    let pool = CompressorPool::with_max_idle(4);
+    let config = DeflateConfig::no_context_takeover()
+        .threshold(0)
+        .compressor_pool(pool.clone());
+    let (response, _) = negotiate_server(&[&config], &config.offers()).expect("accepted");
+    let offers = tidings_core::handshake::parse_extensions([response.as_bytes()]).expect("parses");
+    // Up to 8 connections each compress one message while holding none: one compressor serves
+    // them all, one at a time.
+    for _ in 0..8 {
+        let mut ext = negotiate_client(&[&config], &offers)
+            .expect("acceptable")
+            .expect("agreed");
+        let mut wire = bytes::BytesMut::with_capacity(4096);
+        ext.encode(MessageKind::Text, &message, &mut wire)
+            .expect("compresses")
+            .expect("compressed");
+    }
+    let one = ALLOCATOR.current_usage() - base;
+    assert_eq!(pool.idle(), 1);
+    eprintln!("pool with one idle compressor (level 1, 15-bit window): {one} bytes");
+    assert!(one < 512 << 10, "{one} bytes");
+    drop((config, pool));
+    assert!(
+        ALLOCATOR.current_usage() <= base + (4 << 10),
+        "freed with the pool"
+    );
 }

@@ -1585,7 +1585,7 @@ macro_rules! suite {
             rt::run(GUARD, async {
                 let (hub, watch) = watched(HubConfig::default().max_message_size(Some(16)));
                 let server_config = Config::default();
-                let server_limit = server_config.core_config().message_size_limit();
+                let server_limit = server_config.get_core().get_max_message_size();
                 assert!(server_limit.unwrap_or(usize::MAX) >= 1 << 20, "{server_limit:?}");
                 let server = start(echo_route(&hub), server_config).await;
                 let mut ws = connect_as(&server, &watch, "big").await;

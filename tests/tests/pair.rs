@@ -621,7 +621,7 @@ fn unsendable_close_code_or_long_reason_is_a_local_error() {
 fn keepalive_pings_at_the_interval_when_idle() {
     let mut pair = Pair::with_configs(
         Config::default(),
-        Config::default().keepalive_interval(Some(SECS(10))),
+        Config::default().ping_interval(Some(SECS(10))),
     );
     pair.run_for(Duration::from_millis(9_999));
     assert_eq!(
@@ -639,7 +639,7 @@ fn keepalive_pings_at_the_interval_when_idle() {
 fn keepalive_does_not_ping_while_data_keeps_arriving() {
     let mut pair = Pair::with_configs(
         Config::default(),
-        Config::default().keepalive_interval(Some(SECS(10))),
+        Config::default().ping_interval(Some(SECS(10))),
     );
     for _ in 0..12 {
         pair.client.send_text("tick").expect("tick");
@@ -658,7 +658,7 @@ fn pong_timeout_fails_a_silent_peer_with_1006() {
     let mut pair = Pair::with_configs(
         Config::default().auto_pong(false),
         Config::default()
-            .keepalive_interval(Some(SECS(10)))
+            .ping_interval(Some(SECS(10)))
             .pong_timeout(Some(SECS(5))),
     );
     pair.run_for(Duration::from_millis(14_999));
@@ -689,7 +689,7 @@ fn pong_timeout_does_not_fire_when_pongs_come_back() {
     let mut pair = Pair::with_configs(
         Config::default(),
         Config::default()
-            .keepalive_interval(Some(SECS(10)))
+            .ping_interval(Some(SECS(10)))
             .pong_timeout(Some(SECS(5))),
     );
     pair.run_for(SECS(120));
@@ -739,7 +739,7 @@ fn idle_timeout_closes_with_1000_idle_timeout() {
 #[test]
 fn idle_timeout_is_reset_by_data_messages_but_not_by_pings() {
     let mut pair = Pair::with_configs(
-        Config::default().keepalive_interval(Some(SECS(5))),
+        Config::default().ping_interval(Some(SECS(5))),
         Config::default().idle_timeout(Some(SECS(30))),
     );
     for _ in 0..10 {

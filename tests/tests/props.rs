@@ -361,7 +361,7 @@ fn conversation_config() -> impl Strategy<Value = Config> {
             Config::default()
                 .max_message_size(Some(8192))
                 .max_frame_size(Some(4096))
-                .keepalive_interval(keepalive.then(|| Duration::from_secs(5)))
+                .ping_interval(keepalive.then(|| Duration::from_secs(5)))
                 .pong_timeout(pong.then(|| Duration::from_secs(3)))
                 .idle_timeout(idle.then(|| Duration::from_secs(20)))
                 .close_timeout(Some(Duration::from_secs(2)))

@@ -92,6 +92,7 @@
 //! Feature `tokio` (default) runs the Redis connections on tokio, `smol` on smol; the backend's
 //! own task runs on the [`Runtime`] given to [`RedisBackend::connect`] (`tidings_tokio::runtime()`
 //! or `tidings_smol::runtime()`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -840,7 +841,7 @@ async fn serve(shared: &Arc<Shared>, session: Session) -> Ended {
     }
     shared.connected.store(true, Ordering::Release);
     let beat_every = shared.config.presence_timeout / 5;
-    let mut timer = shared.rt.timer(shared.rt.now() + beat_every);
+    let mut timer = shared.rt.sleep_until(shared.rt.now() + beat_every);
     let (outcome, unsent) = loop {
         let wake = std::future::poll_fn(|cx| {
             if stop.lost.load(Ordering::Acquire) {
@@ -1243,7 +1244,7 @@ fn handle(shared: &Shared, message: &[u8], caught_up: u64) {
 
 /// Waits `delay` on the runtime's clock.
 async fn sleep(rt: &'static dyn Runtime, delay: Duration) {
-    let mut timer = rt.timer(rt.now() + delay);
+    let mut timer = rt.sleep_until(rt.now() + delay);
     std::future::poll_fn(|cx| timer.poll_expired(cx)).await;
 }
 

@@ -28,7 +28,7 @@ use crate::sse::{SseState, SseStream, SseSubscription};
 struct Overrides {
     ping_interval: Option<Option<Duration>>,
     pong_timeout: Option<Option<Duration>>,
-    read_timeout: Option<Option<Duration>>,
+    idle_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
     max_message_size: Option<Option<usize>>,
 }
@@ -37,7 +37,7 @@ impl Overrides {
     fn is_empty(&self) -> bool {
         self.ping_interval.is_none()
             && self.pong_timeout.is_none()
-            && self.read_timeout.is_none()
+            && self.idle_timeout.is_none()
             && self.write_timeout.is_none()
             && self.max_message_size.is_none()
     }
@@ -49,8 +49,8 @@ impl Overrides {
         if let Some(v) = self.pong_timeout {
             config = config.pong_timeout(v);
         }
-        if let Some(v) = self.read_timeout {
-            config = config.read_timeout(v);
+        if let Some(v) = self.idle_timeout {
+            config = config.idle_timeout(v);
         }
         if let Some(v) = self.write_timeout {
             config = config.write_timeout(v);
@@ -162,8 +162,8 @@ impl HubConfig {
     }
 
     /// Closes a client that sent nothing for this long (overrides the connection's setting).
-    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.overrides.read_timeout = Some(timeout);
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.overrides.idle_timeout = Some(timeout);
         self
     }
 
@@ -236,6 +236,14 @@ impl HubConfig {
     /// Use the [`DeflateConfig`](tidings_core::ext::deflate::DeflateConfig) the server accepts
     /// with. Off by default (broadcasts go uncompressed; clients' own messages are compressed
     /// by their connection as negotiated).
+    ///
+    /// Each broadcast borrows a compressor from the config's
+    /// [`CompressorPool`](tidings_core::ext::deflate::CompressorPool) for the time it is
+    /// compressed. A config without one gets a pool of its own when the hub is built, so a
+    /// [`Hub`] owns one pool (a few compressors, one per broadcast compressed at the same time,
+    /// about 371 KiB each with a 15-bit window) instead of making a compressor per broadcast.
+    /// To share one pool with the server's connections, give the hub and the server's
+    /// [`Config`] the same `DeflateConfig`, with a pool set.
     #[cfg(feature = "deflate")]
     pub fn deflate(mut self, config: Option<tidings_core::ext::deflate::DeflateConfig>) -> Self {
         self.deflate = config;
@@ -318,10 +326,20 @@ impl HubBuilder {
     /// The hub.
     pub fn build(self) -> Hub {
         let backend = self.backend;
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut config = self.config;
+        // The hub's own compressor pool for broadcasts, unless the config brought one.
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &mut config.deflate
+            && deflate.get_compressor_pool().is_none()
+        {
+            *deflate = std::mem::take(deflate)
+                .compressor_pool(tidings_core::ext::deflate::CompressorPool::new());
+        }
         let id: Arc<str> = random_hex().into();
         let inner = Arc::new_cyclic(|weak| HubInner {
             node: Node::new(id, weak.clone()),
-            config: self.config,
+            config,
             backend: backend.clone(),
             hooks: self.hooks,
             state: RwLock::new(State::default()),
@@ -1442,5 +1460,43 @@ impl Room {
     /// A broadcast to the room's members.
     pub fn broadcast(&self) -> Broadcaster<'_> {
         self.hub.to_room(&self.name)
+    }
+}
+
+#[cfg(all(test, feature = "deflate"))]
+mod tests {
+    use tidings_core::ext::deflate::{CompressorPool, DeflateConfig};
+
+    use super::*;
+
+    fn pool_of(hub: &Hub) -> Option<CompressorPool> {
+        let deflate = hub.inner.config.deflate.as_ref()?;
+        deflate.get_compressor_pool().cloned()
+    }
+
+    #[test]
+    fn a_hub_owns_one_compressor_pool_for_its_broadcasts() {
+        let config = HubConfig::default().deflate(Some(DeflateConfig::no_context_takeover()));
+        let hub = Hub::builder().config(config.clone()).build();
+        let pool = pool_of(&hub).expect("the hub made a pool");
+        // Another hub from the same settings has its own.
+        let other = Hub::builder().config(config).build();
+        assert_ne!(pool_of(&other), Some(pool.clone()));
+        // Broadcasts borrow from it: one compressor, back in the pool after each message.
+        hub.inner.deflate_takers.store(1, Ordering::Relaxed);
+        let message = Message::text("tick ".repeat(400));
+        for _ in 0..3 {
+            assert!(hub.inner.encode(&message).deflated().is_some());
+        }
+        assert_eq!(pool.idle(), 1);
+        // A pool given with the settings is kept.
+        let given = CompressorPool::new();
+        let config = HubConfig::default().deflate(Some(
+            DeflateConfig::no_context_takeover().compressor_pool(given.clone()),
+        ));
+        let hub = Hub::builder().config(config).build();
+        assert_eq!(pool_of(&hub), Some(given));
+        // Without deflate there is no pool.
+        assert_eq!(pool_of(&Hub::builder().build()), None);
     }
 }

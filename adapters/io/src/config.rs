@@ -53,7 +53,7 @@ impl Config {
     }
 
     /// The core configuration.
-    pub fn core_config(&self) -> &tidings_core::Config {
+    pub fn get_core(&self) -> &tidings_core::Config {
         &self.core
     }
 
@@ -70,10 +70,10 @@ impl Config {
         self
     }
 
-    /// Sends a ping this often while the connection is open (keepalive; RFC 6455 §5.5.2). Off by
+    /// Sends a ping when nothing was received for this long (keepalive; RFC 6455 §5.5.2). Off by
     /// default. Runs in the driver task: it needs no `recv()` call.
     pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
-        self.core = self.core.keepalive_interval(every);
+        self.core = self.core.ping_interval(every);
         self
     }
 
@@ -83,9 +83,9 @@ impl Config {
         self
     }
 
-    /// Closes the connection (1000, "idle timeout") when nothing has been received for this long.
+    /// Closes the connection (1000, "idle timeout") when no data message arrived for this long.
     /// Off by default.
-    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.core = self.core.idle_timeout(timeout);
         self
     }
@@ -154,15 +154,34 @@ impl Config {
     /// see [`tidings_core::ext::deflate`]); turn it on for text-heavy traffic (chat, JSON feeds)
     /// where it shrinks messages several-fold.
     ///
+    /// Compression without context takeover borrows compressors from the `DeflateConfig`'s
+    /// [`CompressorPool`](tidings_core::ext::deflate::CompressorPool). A `DeflateConfig` without
+    /// one is given a new pool here, owned by this `Config` and shared by every connection made
+    /// with it or a clone of it (that is what keeps such a connection at about 47 KiB); set your
+    /// own with [`DeflateConfig::compressor_pool`](tidings_core::ext::deflate::DeflateConfig::compressor_pool)
+    /// to share one between configs or with a hub.
+    ///
     /// ```
     /// # use tidings_io::Config;
-    /// use tidings_io::core::ext::deflate::DeflateConfig;
+    /// use tidings_io::core::ext::deflate::{CompressorPool, DeflateConfig};
     /// let config = Config::default().deflate(Some(DeflateConfig::new()));
     /// let lean = Config::default().deflate(Some(DeflateConfig::no_context_takeover()));
+    /// assert!(lean.get_deflate().is_some_and(|d| d.get_compressor_pool().is_some()));
+    /// // One pool for two configs.
+    /// let shared = DeflateConfig::no_context_takeover().compressor_pool(CompressorPool::new());
+    /// let a = Config::default().deflate(Some(shared.clone()));
+    /// let b = Config::default().max_message_size(Some(1 << 20)).deflate(Some(shared));
+    /// assert_eq!(a.get_deflate(), b.get_deflate());
     /// ```
     #[cfg(feature = "deflate")]
     pub fn deflate(mut self, config: Option<tidings_core::ext::deflate::DeflateConfig>) -> Self {
-        self.handshake.deflate = config;
+        self.handshake.deflate = config.map(|deflate| {
+            if deflate.get_compressor_pool().is_some() {
+                deflate
+            } else {
+                deflate.compressor_pool(tidings_core::ext::deflate::CompressorPool::new())
+            }
+        });
         self
     }
 
@@ -173,7 +192,7 @@ impl Config {
 
     /// The permessage-deflate settings, if compression is on.
     #[cfg(feature = "deflate")]
-    pub fn deflate_config(&self) -> Option<&tidings_core::ext::deflate::DeflateConfig> {
+    pub fn get_deflate(&self) -> Option<&tidings_core::ext::deflate::DeflateConfig> {
         self.handshake.deflate.as_ref()
     }
 }

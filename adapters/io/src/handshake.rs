@@ -12,10 +12,10 @@ use tidings_core::handshake::{
     ServerResponse, Status, UpgradeRequest, UrlInfo,
 };
 
+use crate::engine::{self, Engine};
 use crate::runtime::{Runtime, Transport};
-use crate::shared::Shared;
 use crate::trace::ConnSpan;
-use crate::{Config, Error, WebSocket, driver};
+use crate::{Config, Error, WebSocket};
 
 /// Bytes read per handshake read.
 const HEAD_READ: usize = 4096;
@@ -157,7 +157,7 @@ async fn with_timeout<T>(
     let Some(timeout) = timeout else {
         return fut.await;
     };
-    let mut timer = rt.timer(rt.now() + timeout);
+    let mut timer = rt.sleep_until(rt.now() + timeout);
     let mut fut = pin!(fut);
     poll_fn(|cx| {
         if let Poll::Ready(value) = fut.as_mut().poll(cx) {
@@ -254,7 +254,9 @@ where
             }
         }
     };
-    let agreed = match with_timeout(rt, config.handshake_timeout, handshake).await {
+    // Boxed: the handshake's state (its buffers and parsed head) lives only while it runs, not
+    // for the whole life of the task that awaits this function's future.
+    let agreed = match with_timeout(rt, config.handshake_timeout, Box::pin(handshake)).await {
         Ok(agreed) => agreed,
         Err(e) => {
             if matches!(e, Error::Io(_) | Error::HandshakeTimeout) {
@@ -318,13 +320,15 @@ pub async fn client(
             }
         }
     };
-    let (response, agreed) = match with_timeout(rt, config.handshake_timeout, handshake).await {
-        Ok(done) => done,
-        Err(e) => {
-            span.handshake_failed(&e);
-            return Err(e);
-        }
-    };
+    // Boxed, as on the server side: the state is freed once the handshake is done.
+    let (response, agreed) =
+        match with_timeout(rt, config.handshake_timeout, Box::pin(handshake)).await {
+            Ok(done) => done,
+            Err(e) => {
+                span.handshake_failed(&e);
+                return Err(e);
+            }
+        };
     let ws = start(io, rt, config, agreed, span);
     Ok((ws, response))
 }
@@ -355,9 +359,9 @@ pub(crate) fn start(
     let extensions = agreed.extensions().map(str::to_owned);
     span.record_subprotocol(protocol.as_deref());
     let conn = agreed.into_connection(config.core.clone(), now);
-    let shared = Shared::new(conn, io, config, rt, protocol, extensions, span.clone());
-    let ws = WebSocket::new(shared.clone());
-    driver::spawn(shared, &span);
+    let engine = Engine::new(conn, io, config, rt, protocol, extensions, span.clone());
+    let ws = WebSocket::new(engine.clone());
+    engine::spawn(engine, &span);
     ws
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use hyper::rt::{Read, ReadBufCursor, Sleep, Write};
 
-use crate::runtime::{Runtime, Timer, Transport};
+use crate::runtime::{self, Runtime, Transport};
 
 /// Bytes asked of the transport per read while hyper reads HTTP (heads and bodies). After an
 /// upgrade the engine reads the transport itself, with its own buffer.
@@ -130,7 +130,7 @@ impl hyper::rt::Timer for HyperTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(HyperSleep(Mutex::new(self.0.timer(deadline))))
+        Box::pin(HyperSleep(Mutex::new(self.0.sleep_until(deadline))))
     }
 
     fn now(&self) -> Instant {
@@ -140,7 +140,7 @@ impl hyper::rt::Timer for HyperTimer {
 
 /// One of the runtime's timers; the lock makes it `Sync` as hyper asks, and is never contended
 /// (only the future's owner polls it).
-struct HyperSleep(Mutex<Box<dyn Timer>>);
+struct HyperSleep(Mutex<Box<dyn runtime::Sleep>>);
 
 impl Future for HyperSleep {
     type Output = ();

@@ -4,9 +4,9 @@
 //! adapter authors (a new runtime implements [`Runtime`] and wraps its streams in [`Transport`]).
 //!
 //! ```text
-//!  application ── recv() ───────► reads the socket, decodes ─┐
-//!              ── send() ───────► encodes, writes ───────────┤  one Mutex<State> (never held
-//!  driver task ── timers, pongs, ► reads/writes when the     │  across .await): the core
+//!  application ── recv() ───────► reads the socket, decodes ─┐  the engine: one connection's
+//!              ── send() ───────► encodes, writes ───────────┤  state behind one Mutex (never
+//!  driver task ── timers, pongs, ► reads/writes when the     │  held across .await): the core
 //!                 flushes          application is elsewhere ─┘  Connection + the transport
 //! ```
 //!
@@ -20,19 +20,25 @@
 //! connection. The driver answers pings, sends keepalive pings, enforces the pong, idle, write
 //! and close timeouts, and flushes queued output while the application is busy or only sends.
 //!
-//! While the application holds a message it received (it has not come back to `recv`), the driver
-//! leaves the input alone for up to 25 ms, so that the application's answer goes out before
-//! whatever the peer sent next is acted upon — the echo-before-close order RFC 6455 conformance
-//! suites check. After that it decodes on its own: a ping that arrives behind a message the
-//! application is slow to handle is answered within 25 ms; one that arrives while the
-//! application waits in `recv`, `ping()` or `close()`, or only sends, is answered at once.
+//! Two ordering rules hold whoever does the work:
+//!
+//! * **Input is acted upon in order.** While the application holds a message it received (it
+//!   has not come back to `recv`), the driver acts ahead of it at once only on ping and pong
+//!   frames: a ping right behind the message is answered immediately. A data frame, the peer's
+//!   close frame or a malformed frame is left to the application for up to 25 ms, so its answer
+//!   to the message leaves before the close reply or the failure that followed — the
+//!   echo-before-close order RFC 6455 conformance suites check — while an application that went
+//!   on to other work holding its last message still has a close answered for it.
+//! * **Output leaves in the order it was queued.** A batch of answers deferred while more
+//!   requests were waiting is written when the application next waits, or when the driver next
+//!   runs (after the application's task yields).
 //!
 //! Cost: one spawned task per connection (a few hundred bytes), one uncontended mutex lock per
 //! operation, and in pipelined traffic at most one driver wake per batch of answers; while the
-//! application waits in `recv` the driver is never woken. Messages that arrive while the
-//! application is elsewhere are decoded by the driver into a queue bounded by
-//! [`Config::read_high_water`]; above it the driver stops reading and TCP flow control slows the
-//! peer.
+//! application waits in `recv` the driver is never woken. Events that arrive while the
+//! application is elsewhere and holds no message are decoded by the driver into a queue bounded
+//! by [`Config::read_high_water`]; above it the driver stops reading and TCP flow control slows
+//! the peer.
 //!
 //! # What it does not do
 //!
@@ -75,13 +81,14 @@
 //! current when they were spawned.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "server")]
 mod body;
 #[cfg(feature = "tungstenite")]
 mod compat;
 mod config;
-mod driver;
+mod engine;
 mod error;
 mod handshake;
 #[cfg(feature = "server")]
@@ -90,7 +97,6 @@ mod outbox;
 mod runtime;
 #[cfg(feature = "server")]
 mod server;
-mod shared;
 mod socket;
 pub mod sse;
 mod trace;
@@ -112,7 +118,7 @@ pub use handshake::{
 pub use outbox::{
     DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, Outbox, OutboxError, OutboxLimits,
 };
-pub use runtime::{LazyTransport, Runtime, Task, Timer, Transport, TransportSetup};
+pub use runtime::{LazyTransport, Runtime, Sleep, Task, Transport, TransportSetup};
 #[cfg(feature = "server")]
 pub use server::{
     ConnectionLimiter, ConnectionPermit, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER,
@@ -125,6 +131,8 @@ pub use sse::{SseBody, SseConfig, SseSendError, SseSender};
 
 pub use http;
 pub use tidings_core as core;
+#[cfg(feature = "deflate")]
+pub use tidings_core::ext::deflate::CompressorPool;
 #[cfg(feature = "deflate")]
 pub use tidings_core::ext::deflate::DeflateConfig;
 pub use tidings_core::handshake::{

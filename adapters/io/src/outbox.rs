@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tidings_core::{CloseCode, EncodedFrame, MAX_HEADER_LEN, Message};
 
 use crate::Error;
-use crate::shared::Shared;
+use crate::engine::{Engine, Outgoing};
 
 /// Default bound on the messages waiting in an [`Outbox`]: 256.
 pub const DEFAULT_OUTBOX_MESSAGES: usize = 256;
@@ -74,6 +74,11 @@ impl OutboxLimits {
     /// The byte bound.
     pub fn get_bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Whether the sender's task writes ([`write_inline`](Self::write_inline)).
+    pub fn get_write_inline(&self) -> bool {
+        self.inline
     }
 }
 
@@ -154,7 +159,7 @@ impl From<OutboxError> for Error {
 /// connection closes (1001) and the outbox refuses with [`OutboxError::Closed`].
 #[derive(Clone)]
 pub struct Outbox {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
     limits: OutboxLimits,
 }
 
@@ -167,8 +172,8 @@ impl fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(shared: Arc<Shared>, limits: OutboxLimits) -> Self {
-        Outbox { shared, limits }
+    pub(crate) fn new(engine: Arc<Engine>, limits: OutboxLimits) -> Self {
+        Outbox { engine, limits }
     }
 
     /// Queues `frame` (see [`Connection::send_encoded`](tidings_core::Connection::send_encoded):
@@ -179,7 +184,8 @@ impl Outbox {
     ///
     /// [`OutboxError::Full`] at a bound, [`OutboxError::Closed`] once the connection is closing.
     pub fn try_send_encoded(&self, frame: &EncodedFrame) -> Result<(), OutboxError> {
-        self.try_queue(frame.wire().len(), |conn| conn.send_encoded(frame))
+        self.engine
+            .outbox_send(&self.limits, frame.wire().len(), Outgoing::Encoded(frame))
     }
 
     /// Queues `message` like [`try_send_encoded`](Self::try_send_encoded) (it is encoded for this
@@ -191,29 +197,8 @@ impl Outbox {
     pub fn try_send(&self, message: Message) -> Result<(), OutboxError> {
         // The frame header is at most MAX_HEADER_LEN bytes on top of the payload.
         let len = message.len() + MAX_HEADER_LEN;
-        self.try_queue(len, move |conn| conn.send(message))
-    }
-
-    /// Queues what `send` puts on the connection, `len` bytes at most, unless the outbox is at
-    /// a bound or the connection closing; then gets it written.
-    fn try_queue(
-        &self,
-        len: usize,
-        send: impl FnOnce(&mut tidings_core::Connection) -> Result<(), tidings_core::Error>,
-    ) -> Result<(), OutboxError> {
-        let mut st = self.shared.lock();
-        if st.transport_gone() || !st.conn.is_open() {
-            return Err(OutboxError::Closed);
-        }
-        let messages = st.outbox_len();
-        let bytes = st.queued_out();
-        if messages >= self.limits.messages || (bytes > 0 && bytes + len > self.limits.bytes) {
-            return Err(OutboxError::Full { messages, bytes });
-        }
-        send(&mut st.conn).map_err(refused)?;
-        st.note_outbox_message();
-        st.flush_outbox(self.limits.inline);
-        Ok(())
+        self.engine
+            .outbox_send(&self.limits, len, Outgoing::Message(message))
     }
 
     /// Starts the close handshake with `code` and `reason` after what is already queued (the
@@ -224,23 +209,22 @@ impl Outbox {
     ///
     /// [`Error::Local`] for a code that may not be sent or a reason longer than 123 bytes.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<bool, Error> {
-        self.shared.close_from_outside(code, reason)
+        self.engine.close(code, reason)
     }
 
     /// Messages sent through this connection's outboxes that are not completely written yet.
     pub fn queued_messages(&self) -> usize {
-        self.shared.lock().outbox_len()
+        self.engine.outbox_len()
     }
 
     /// Output bytes queued on the connection and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.shared.lock().queued_out()
+        self.engine.queued_bytes()
     }
 
     /// Whether the connection is closing or over: the outbox refuses everything.
     pub fn is_closed(&self) -> bool {
-        let st = self.shared.lock();
-        st.transport_gone() || !st.conn.is_open()
+        self.engine.is_closing()
     }
 
     /// The limits.
@@ -250,14 +234,6 @@ impl Outbox {
 
     /// Whether this outbox and `other` send into the same connection.
     pub fn same_connection(&self, other: &Outbox) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-    }
-}
-
-fn refused(e: tidings_core::Error) -> OutboxError {
-    if e.is_closed() {
-        OutboxError::Closed
-    } else {
-        OutboxError::Refused(e)
+        Arc::ptr_eq(&self.engine, &other.engine)
     }
 }

@@ -34,8 +34,9 @@ pub trait Transport: Send + 'static {
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-/// A resettable one-shot timer of the adapter's runtime.
-pub trait Timer: Send + 'static {
+/// A resettable one-shot sleep on the adapter's runtime (the role of tokio's and hyper's `Sleep`):
+/// made by [`Runtime::sleep_until`], moved with [`reset`](Self::reset).
+pub trait Sleep: Send + 'static {
     /// Moves the deadline.
     fn reset(&mut self, deadline: Instant);
     /// `Ready` once the deadline has passed; otherwise registers `cx`'s waker.
@@ -49,8 +50,8 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub trait Runtime: Send + Sync + 'static {
     /// The current time on the runtime's clock (a paused or mocked clock in tests).
     fn now(&self) -> Instant;
-    /// A timer that fires at `deadline`.
-    fn timer(&self, deadline: Instant) -> Box<dyn Timer>;
+    /// A [`Sleep`] that expires at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> Box<dyn Sleep>;
     /// Runs `task` in the background.
     fn spawn(&self, task: Task);
     /// The runtime's name, for diagnostics: the `runtime` field of a connection's span (feature

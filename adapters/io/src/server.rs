@@ -50,7 +50,7 @@ use tidings_core::handshake::{
 use crate::body::{Body, BoxError, IntoResponse};
 use crate::handshake::{Negotiation, accept_options, error_response, start};
 use crate::hyper_rt::{HyperIo, HyperTimer};
-use crate::runtime::{Runtime, Task, Timer, Transport};
+use crate::runtime::{Runtime, Sleep, Task, Transport};
 use crate::trace::{self, ConnSpan};
 use crate::{Closer, Config, Rejection, WebSocket};
 
@@ -304,7 +304,7 @@ impl Registry {
     /// Waits until no connection is registered or `timeout` has passed on `rt`'s clock; returns
     /// how many are still registered.
     pub async fn drain(&self, rt: &'static dyn Runtime, timeout: Duration) -> usize {
-        let mut timer = rt.timer(rt.now() + timeout);
+        let mut timer = rt.sleep_until(rt.now() + timeout);
         let mut idle = self.idle();
         poll_fn(|cx| {
             if Pin::new(&mut idle).poll(cx).is_ready() || timer.poll_expired(cx).is_ready() {
@@ -1247,7 +1247,7 @@ impl Listening {
             }
             for _ in 0..ACCEPT_BUDGET {
                 if let Some(timer) = &mut backoff {
-                    let timer: &mut Box<dyn Timer> = timer;
+                    let timer: &mut Box<dyn Sleep> = timer;
                     if timer.poll_expired(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -1261,7 +1261,9 @@ impl Listening {
                         rt.spawn(trace::http_connection(peer, Box::pin(task)));
                     }
                     Poll::Ready(Err(e)) if is_connection_error(&e) => {}
-                    Poll::Ready(Err(_)) => backoff = Some(rt.timer(rt.now() + ACCEPT_BACKOFF)),
+                    Poll::Ready(Err(_)) => {
+                        backoff = Some(rt.sleep_until(rt.now() + ACCEPT_BACKOFF))
+                    }
                 }
             }
             cx.waker().wake_by_ref();

@@ -3,185 +3,21 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tidings_core::{CloseCode, CloseOutcome, EncodedFrame, Event, Message};
 
-use crate::shared::Shared;
+use crate::engine::{Direction, Engine, Outgoing};
 use crate::{Config, Error, Outbox, OutboxLimits};
-
-// ---- engine steps on the shared state -------------------------------------------------------
-
-/// The reader's step: the next event, reading (and flushing) as needed. `registered` tracks
-/// whether the read route holds this caller's waker.
-fn poll_event(shared: &Shared, cx: &mut Context<'_>, registered: &mut bool) -> Poll<Option<Event>> {
-    let mut st = shared.lock();
-    if *registered {
-        st.read_route.clear_app();
-        *registered = false;
-    }
-    st.release_hold();
-    loop {
-        if let Some(event) = st.next_buffered_event() {
-            // Output the core queued while decoding (a pong, the close reply or the close frame
-            // of a failure) leaves now, unless it joins a batch of answers being deferred: the
-            // application may not call `recv` again for a while.
-            let ending = matches!(event, Event::CloseReceived(_) | Event::Closed(_));
-            if ending || (!st.deferred() && st.queued_out() > 0) {
-                st.progress_output();
-            }
-            st.note_deadline();
-            st.ensure_read_armed();
-            return Poll::Ready(Some(event));
-        }
-        if st.finished {
-            return Poll::Ready(None);
-        }
-        // Nothing decoded: write what is queued (answers, pongs) before waiting for input.
-        st.progress_output();
-        st.read_route.set_app(cx.waker());
-        *registered = true;
-        match st.poll_fill() {
-            Poll::Ready(progress) => {
-                st.read_route.clear_app();
-                *registered = false;
-                st.note_deadline();
-                if !progress {
-                    // Nothing more will arrive and nothing is left to decode.
-                    st.finished = true;
-                    return Poll::Ready(None);
-                }
-            }
-            Poll::Pending => {
-                st.note_deadline();
-                return Poll::Pending;
-            }
-        }
-    }
-}
-
-/// The reader's step at message level: control events are skipped, the end of the connection is
-/// `None` (clean) or one error.
-fn poll_recv(
-    shared: &Shared,
-    cx: &mut Context<'_>,
-    registered: &mut bool,
-) -> Poll<Option<Result<Message, Error>>> {
-    loop {
-        match ready!(poll_event(shared, cx, registered)) {
-            None => return Poll::Ready(None),
-            Some(Event::Message(message)) => return Poll::Ready(Some(Ok(message))),
-            Some(Event::Closed(outcome)) => {
-                let error = shared.lock().terminal_error(&outcome);
-                return Poll::Ready(error.map(Err));
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-/// The error for a command on a connection whose transport is gone.
-fn closed_error(st: &crate::shared::State) -> Error {
-    match st.io_error_copy() {
-        Some(e) => Error::Io(e),
-        None => Error::Local(tidings_core::Error::Closed),
-    }
-}
-
-/// What a send queues: a message encoded for this connection, or a frame encoded once for many.
-enum Outgoing {
-    Message(Message),
-    Encoded(EncodedFrame),
-}
-
-/// The writer's step: waits below the write high-water mark, then queues `message` (if any).
-fn poll_send(
-    shared: &Shared,
-    cx: &mut Context<'_>,
-    registered: &mut bool,
-    message: &mut Option<Outgoing>,
-) -> Poll<Result<(), Error>> {
-    let mut st = shared.lock();
-    if *registered {
-        st.write_route.clear_app();
-        *registered = false;
-    }
-    if st.transport_gone() {
-        return Poll::Ready(Err(closed_error(&st)));
-    }
-    if st.over_high_water() {
-        st.write_route.set_app(cx.waker());
-        *registered = true;
-        st.progress_output();
-        if st.over_high_water() && !st.transport_gone() {
-            st.note_deadline();
-            return Poll::Pending;
-        }
-        st.write_route.clear_app();
-        *registered = false;
-        if st.transport_gone() {
-            return Poll::Ready(Err(closed_error(&st)));
-        }
-    }
-    match message.take() {
-        Some(Outgoing::Message(message)) => st.conn.send(message)?,
-        Some(Outgoing::Encoded(frame)) => st.conn.send_encoded(&frame)?,
-        None => return Poll::Ready(Ok(())),
-    }
-    st.after_send();
-    Poll::Ready(Ok(()))
-}
-
-/// The writer's flush: waits until all queued output is written.
-fn poll_flush(
-    shared: &Shared,
-    cx: &mut Context<'_>,
-    registered: &mut bool,
-) -> Poll<Result<(), Error>> {
-    let mut st = shared.lock();
-    if *registered {
-        st.write_route.clear_app();
-        *registered = false;
-    }
-    st.write_route.set_app(cx.waker());
-    *registered = true;
-    st.progress_output();
-    if st.queued_out() > 0 && !st.transport_gone() {
-        st.note_deadline();
-        return Poll::Pending;
-    }
-    st.write_route.clear_app();
-    *registered = false;
-    match st.io_error_copy() {
-        Some(e) => Poll::Ready(Err(Error::Io(e))),
-        None => Poll::Ready(Ok(())),
-    }
-}
-
-/// Undoes a registration left by a future dropped while pending: readiness goes to the driver
-/// from now on, and if a wake was already routed to the dropped future, the driver gets one.
-fn unregister(shared: &Shared, read: bool) {
-    let route = {
-        let st = shared.lock();
-        if read {
-            st.read_route.clone()
-        } else {
-            st.write_route.clone()
-        }
-    };
-    if !route.clear_app() {
-        shared.driver.wake();
-    }
-}
 
 // ---- the handles ----------------------------------------------------------------------------
 
 /// Closes a connection from outside the task that owns it (a server's graceful shutdown, an admin
 /// kick). It does not keep the connection alive: once every handle is dropped it does nothing.
 #[derive(Clone)]
-pub struct Closer(Weak<Shared>);
+pub struct Closer(Weak<Engine>);
 
 impl std::fmt::Debug for Closer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,30 +37,24 @@ impl Closer {
     /// [`Error::Local`] for a code that may not be sent or a reason longer than 123 bytes.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<bool, Error> {
         match self.0.upgrade() {
-            Some(shared) => shared.close_from_outside(code, reason),
+            Some(engine) => engine.close(code, reason),
             None => Ok(false),
         }
     }
 
     /// Whether the connection is over (or all its handles are gone).
     pub fn is_closed(&self) -> bool {
-        match self.0.upgrade() {
-            Some(shared) => {
-                let st = shared.lock();
-                st.outcome.is_some() || st.transport_gone()
-            }
-            None => true,
-        }
+        self.0.upgrade().is_none_or(|engine| engine.is_closed())
     }
 }
 
-/// One application handle on the shared state; counts towards keeping the connection open.
-struct Handle(Arc<Shared>);
+/// One application handle on the engine; counts towards keeping the connection open.
+struct Handle(Arc<Engine>);
 
 impl Handle {
-    fn new(shared: Arc<Shared>) -> Self {
-        shared.add_handle();
-        Handle(shared)
+    fn new(engine: Arc<Engine>) -> Self {
+        engine.add_handle();
+        Handle(engine)
     }
 }
 
@@ -247,8 +77,6 @@ pub struct ReadHalf {
 pub struct WriteHalf {
     handle: Handle,
     registered: bool,
-    /// A message accepted by `Sink::start_send`-style callers but not queued yet.
-    pending: Option<Outgoing>,
 }
 
 /// A WebSocket connection over one of the runtime adapters.
@@ -296,21 +124,23 @@ impl std::fmt::Debug for WebSocket {
 }
 
 impl WebSocket {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        let ws = WebSocket {
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        WebSocket {
             read: ReadHalf {
-                handle: Handle::new(shared.clone()),
+                handle: Handle::new(engine.clone()),
                 registered: false,
             },
             write: WriteHalf {
-                handle: Handle::new(shared.clone()),
+                handle: Handle::new(engine),
                 registered: false,
-                pending: None,
             },
-        };
-        // `Shared::new` counted one handle for the construction; the halves hold their own.
-        shared.drop_handle();
-        ws
+        }
+    }
+
+    /// The engine, for its own tests.
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.read.handle.0
     }
 
     /// Splits into a reader and a writer that can be used from two tasks at once.
@@ -483,14 +313,14 @@ impl ReadHalf {
     /// the frame sent, who started the close and whether it was clean. The same as
     /// [`WebSocket::close_outcome`], for a reader whose writer lives elsewhere.
     pub fn close_outcome(&self) -> Option<CloseOutcome> {
-        self.handle.0.lock().outcome.clone()
+        self.handle.0.close_outcome()
     }
 }
 
 impl Drop for ReadHalf {
     fn drop(&mut self) {
         if self.registered {
-            unregister(&self.handle.0, true);
+            self.handle.0.unregister(Direction::Read);
         }
     }
 }
@@ -504,8 +334,11 @@ impl WriteHalf {
     /// Errors: [`Error::Local`] for misuse (closing, too large, invalid close code…),
     /// [`Error::Io`] if the transport failed.
     pub async fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.pending = Some(Outgoing::Message(message));
-        SendFuture { half: self }.await
+        SendFuture {
+            half: self,
+            item: Some(Outgoing::Message(message)),
+        }
+        .await
     }
 
     /// Sends a frame encoded once for many connections ([`EncodedFrame::new`], or
@@ -517,8 +350,11 @@ impl WriteHalf {
     ///
     /// As for [`send`](Self::send).
     pub async fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
-        self.pending = Some(Outgoing::Encoded(frame.clone()));
-        SendFuture { half: self }.await
+        SendFuture {
+            half: self,
+            item: Some(Outgoing::Encoded(frame)),
+        }
+        .await
     }
 
     /// A bounded, non-blocking sender into this connection's output, for broadcasts: see
@@ -532,13 +368,13 @@ impl WriteHalf {
     /// ([`EncodedFrame::with_deflate`]): this is a server connection whose permessage-deflate
     /// has no context takeover and a window at least that large.
     pub fn accepts_deflated(&self, window_bits: u8) -> bool {
-        self.handle.0.lock().conn.accepts_deflated(window_bits)
+        self.handle.0.accepts_deflated(window_bits)
     }
 
     /// The limits and timers in force on this connection, as a [`Config`] (the handshake
     /// settings, which no longer apply, are the defaults).
     pub fn config(&self) -> Config {
-        self.handle.0.lock().config()
+        self.handle.0.config()
     }
 
     /// Applies `config`'s limits and timers to this live connection (message and frame size
@@ -546,7 +382,7 @@ impl WriteHalf {
     /// example a hub's own settings on a connection accepted with a server's. The keepalive and
     /// idle timers restart now.
     pub fn set_config(&self, config: &Config) {
-        self.handle.0.lock().set_config(config);
+        self.handle.0.set_config(config);
     }
 
     /// Sends a text message.
@@ -576,59 +412,25 @@ impl WriteHalf {
 
     /// See [`WebSocket::ping`].
     pub async fn ping(&mut self) -> Result<Duration, Error> {
-        let shared = self.handle.0.clone();
-        {
-            let mut st = shared.lock();
-            if st.transport_gone() {
-                return Err(closed_error(&st));
-            }
-            st.start_ping()?;
-            st.note_deadline();
-        }
+        self.handle.0.ping()?;
         EventWait {
-            shared: &shared,
-            check: |st: &mut crate::shared::State| {
-                if let Some(rtt) = st.take_pong() {
-                    return Some(Ok(rtt));
-                }
-                if st.outcome.is_some() || st.transport_gone() {
-                    return Some(Err(closed_error(st)));
-                }
-                None
-            },
+            engine: &self.handle.0,
+            poll: Engine::poll_pong,
         }
         .await
     }
 
     /// See [`WebSocket::close`].
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<CloseOutcome, Error> {
-        let shared = self.handle.0.clone();
-        {
-            let mut st = shared.lock();
-            if let Some(outcome) = &st.outcome {
-                return Ok(outcome.clone());
-            }
-            let now = st.now();
-            match st.conn.close(now, code, reason) {
-                Ok(()) => {}
-                Err(e) if e.is_closed() => {}
-                Err(e) => return Err(e.into()),
-            }
-            st.progress_output();
-            st.note_deadline();
+        if let Some(outcome) = self.handle.0.close_outcome() {
+            return Ok(outcome);
         }
-        EventWait {
-            shared: &shared,
-            check: |st: &mut crate::shared::State| {
-                st.progress_output();
-                if st.outcome.is_none() && st.transport_gone() {
-                    // No driver is reading any more: decode the rest here.
-                    st.settle();
-                }
-                st.outcome.clone().map(Ok)
-            },
+        self.handle.0.close(code, reason)?;
+        Ok(EventWait {
+            engine: &self.handle.0,
+            poll: Engine::poll_closed,
         }
-        .await
+        .await)
     }
 
     /// A [`Closer`] that can start the close handshake from another task.
@@ -648,25 +450,24 @@ impl WriteHalf {
 
     /// Whether the connection is over.
     pub fn is_closed(&self) -> bool {
-        let st = self.handle.0.lock();
-        st.outcome.is_some() || st.transport_gone()
+        self.handle.0.is_closed()
     }
 
     /// How the connection ended, once it has.
     pub fn close_outcome(&self) -> Option<CloseOutcome> {
-        self.handle.0.lock().outcome.clone()
+        self.handle.0.close_outcome()
     }
 
     /// Output bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.handle.0.lock().queued_out()
+        self.handle.0.queued_bytes()
     }
 }
 
 impl Drop for WriteHalf {
     fn drop(&mut self) {
         if self.registered {
-            unregister(&self.handle.0, false);
+            self.handle.0.unregister(Direction::Write);
         }
     }
 }
@@ -684,7 +485,7 @@ impl Future for Recv<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let half = &mut *self.get_mut().half;
-        poll_recv(&half.handle.0, cx, &mut half.registered)
+        half.handle.0.poll_recv(cx, &mut half.registered)
     }
 }
 
@@ -692,7 +493,7 @@ impl Drop for Recv<'_> {
     fn drop(&mut self) {
         if self.half.registered {
             self.half.registered = false;
-            unregister(&self.half.handle.0, true);
+            self.half.handle.0.unregister(Direction::Read);
         }
     }
 }
@@ -708,7 +509,7 @@ impl Future for RecvEvent<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let half = &mut *self.get_mut().half;
-        poll_event(&half.handle.0, cx, &mut half.registered)
+        half.handle.0.poll_event(cx, &mut half.registered)
     }
 }
 
@@ -716,32 +517,34 @@ impl Drop for RecvEvent<'_> {
     fn drop(&mut self) {
         if self.half.registered {
             self.half.registered = false;
-            unregister(&self.half.handle.0, true);
+            self.half.handle.0.unregister(Direction::Read);
         }
     }
 }
 
-/// Sends `half.pending`.
+/// Sends `item` once there is room; dropped before, it sends nothing.
 struct SendFuture<'a> {
     half: &'a mut WriteHalf,
+    item: Option<Outgoing<'a>>,
 }
 
 impl Future for SendFuture<'_> {
     type Output = Result<(), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let half = &mut *self.get_mut().half;
-        poll_send(&half.handle.0, cx, &mut half.registered, &mut half.pending)
+        let this = self.get_mut();
+        let half = &mut *this.half;
+        half.handle
+            .0
+            .poll_send(cx, &mut half.registered, &mut this.item)
     }
 }
 
 impl Drop for SendFuture<'_> {
     fn drop(&mut self) {
-        // A send cancelled while waiting for room is not queued.
-        self.half.pending = None;
         if self.half.registered {
             self.half.registered = false;
-            unregister(&self.half.handle.0, false);
+            self.half.handle.0.unregister(Direction::Write);
         }
     }
 }
@@ -755,7 +558,7 @@ impl Future for FlushFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let half = &mut *self.get_mut().half;
-        poll_flush(&half.handle.0, cx, &mut half.registered)
+        half.handle.0.poll_flush(cx, &mut half.registered)
     }
 }
 
@@ -763,38 +566,28 @@ impl Drop for FlushFuture<'_> {
     fn drop(&mut self) {
         if self.half.registered {
             self.half.registered = false;
-            unregister(&self.half.handle.0, false);
+            self.half.handle.0.unregister(Direction::Write);
         }
     }
 }
 
-/// Waits until `check` returns a value; the event waker is woken by pongs and the close.
-struct EventWait<'a, F> {
-    shared: &'a Shared,
-    check: F,
+/// Waits in `poll` for an event of the connection (a pong, the close's outcome).
+struct EventWait<'a, T> {
+    engine: &'a Engine,
+    poll: fn(&Engine, &mut Context<'_>) -> Poll<T>,
 }
 
-impl<T, F> Future for EventWait<'_, F>
-where
-    F: FnMut(&mut crate::shared::State) -> Option<T> + Unpin,
-{
+impl<T> Future for EventWait<'_, T> {
     type Output = T;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let this = self.get_mut();
-        let mut st = this.shared.lock();
-        if let Some(value) = (this.check)(&mut st) {
-            st.clear_event_waker();
-            return Poll::Ready(value);
-        }
-        st.set_event_waker(cx.waker());
-        Poll::Pending
+        (self.poll)(self.engine, cx)
     }
 }
 
-impl<F> Drop for EventWait<'_, F> {
+impl<T> Drop for EventWait<'_, T> {
     fn drop(&mut self) {
-        self.shared.lock().clear_event_waker();
+        self.engine.cancel_wait();
     }
 }
 
@@ -805,7 +598,7 @@ impl futures_core::Stream for ReadHalf {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let half = self.get_mut();
-        poll_recv(&half.handle.0, cx, &mut half.registered)
+        half.handle.0.poll_recv(cx, &mut half.registered)
     }
 }
 
@@ -822,33 +615,23 @@ impl futures_sink::Sink<Message> for WriteHalf {
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let half = self.get_mut();
-        poll_send(&half.handle.0, cx, &mut half.registered, &mut half.pending)
+        half.handle.0.poll_send(cx, &mut half.registered, &mut None)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        let half = self.get_mut();
-        let mut st = half.handle.0.lock();
-        st.conn.send(item)?;
-        st.after_send();
-        Ok(())
+        self.handle.0.send_now(Outgoing::Message(item))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let half = self.get_mut();
-        poll_flush(&half.handle.0, cx, &mut half.registered)
+        half.handle.0.poll_flush(cx, &mut half.registered)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let half = self.get_mut();
-        {
-            let mut st = half.handle.0.lock();
-            if st.conn.is_open() {
-                let now = st.now();
-                let _ = st.conn.close(now, CloseCode::NORMAL, "");
-                st.note_deadline();
-            }
-        }
-        poll_flush(&half.handle.0, cx, &mut half.registered)
+        // Already closing (or gone) is fine here: the flush below tells the rest.
+        let _ = half.handle.0.close(CloseCode::NORMAL, "");
+        half.handle.0.poll_flush(cx, &mut half.registered)
     }
 }
 

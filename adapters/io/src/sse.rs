@@ -19,7 +19,7 @@
 //!   ([`SseEvent::to_bytes`]) whose buffer is shared by every body it is sent to.
 //! * **Heartbeat, no task.** When nothing was sent for [`SseConfig::heartbeat`] (15 s by default),
 //!   the body yields a keep-alive comment ([`keepalive`], `":\n\n"`), which clients ignore but
-//!   which keeps proxies from closing an idle stream. It is driven by one [`Timer`] of the
+//!   which keeps proxies from closing an idle stream. It is driven by one [`Sleep`] of the
 //!   runtime, polled by the body itself: no task is spawned per body.
 //! * **Disconnects.** The HTTP server drops the body when a write to the client fails, so a
 //!   client that went away is noticed at the latest by the next heartbeat's write; the senders
@@ -66,7 +66,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderVal
 use http_body::{Body, Frame, SizeHint};
 use tidings_core::sse::{SSE_CONTENT_TYPE, keepalive};
 
-use crate::runtime::{Runtime, Timer};
+use crate::runtime::{Runtime, Sleep};
 
 pub use tidings_core::sse::{SseError, SseEvent};
 
@@ -587,8 +587,8 @@ struct Heartbeat {
     every: Duration,
     deadline: Instant,
     /// Never locked (reached through `Mutex::get_mut`): the mutex only makes the body `Sync`
-    /// although a [`Timer`] need only be `Send`.
-    timer: Mutex<Box<dyn Timer>>,
+    /// although a [`Sleep`] need only be `Send`.
+    timer: Mutex<Box<dyn Sleep>>,
 }
 
 impl Heartbeat {
@@ -598,7 +598,7 @@ impl Heartbeat {
         Some(Heartbeat {
             every,
             deadline,
-            timer: Mutex::new(rt.timer(deadline)),
+            timer: Mutex::new(rt.sleep_until(deadline)),
         })
     }
 
@@ -953,12 +953,12 @@ mod tests {
         }
     }
 
-    struct ManualTimer {
+    struct ManualSleep {
         clock: Arc<ClockState>,
         deadline: Instant,
     }
 
-    impl Timer for ManualTimer {
+    impl Sleep for ManualSleep {
         fn reset(&mut self, deadline: Instant) {
             self.clock.resets.fetch_add(1, Ordering::SeqCst);
             self.deadline = deadline;
@@ -982,9 +982,9 @@ mod tests {
             self.0.now()
         }
 
-        fn timer(&self, deadline: Instant) -> Box<dyn Timer> {
+        fn sleep_until(&self, deadline: Instant) -> Box<dyn Sleep> {
             self.timers.fetch_add(1, Ordering::SeqCst);
-            Box::new(ManualTimer {
+            Box::new(ManualSleep {
                 clock: Arc::clone(&self.0),
                 deadline,
             })

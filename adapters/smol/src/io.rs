@@ -1,26 +1,28 @@
 //! smol's streams, clock, timers and spawner, as the engine's [`Transport`] and [`Runtime`].
 
+use std::any::Any;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
-use tidings_io::{Runtime, Task, Timer, Transport};
+use tidings_io::{Runtime, Sleep, Task, Transport};
 
 /// Spare room from which reads go straight into the core's buffer (zeroed first) instead of
 /// through the scratch buffer: the engine reserves this much only for the rest of a large frame.
 const DIRECT_READ: usize = 128 * 1024;
 /// First size of the scratch buffer.
-const SCRATCH_MIN: usize = 16 * 1024;
+const SCRATCH_MIN: usize = 4 * 1024;
 /// Largest size of the scratch buffer: it doubles up to this while reads fill it.
 const SCRATCH_MAX: usize = 1 << 20;
 
 /// Any `futures-io` stream as a [`Transport`]. `futures-io` reads need an initialised buffer, so
-/// reads land in a scratch buffer (allocated on first use, grown while reads fill it) and are
-/// appended to the core's.
+/// reads land in a scratch buffer (allocated when a read starts, grown while reads fill it, freed
+/// when a read would wait) and are appended to the core's.
 pub(crate) struct FuturesIo<S> {
     stream: S,
     scratch: Vec<u8>,
@@ -55,6 +57,11 @@ where
         let room = (buf.capacity() - buf.len()).clamp(1, self.scratch.len());
         let n = match Pin::new(&mut self.stream).poll_read(cx, &mut self.scratch[..room]) {
             Poll::Ready(Ok(n)) => n,
+            Poll::Pending => {
+                // Nothing to read: an idle connection holds no scratch buffer.
+                self.scratch = Vec::new();
+                return Poll::Pending;
+            }
             other => return other,
         };
         buf.extend_from_slice(&self.scratch[..n]);
@@ -81,15 +88,108 @@ where
     }
 }
 
-/// Boxes a `futures-io` stream for the engine.
+/// Boxes a `futures-io` stream for the engine: smol's TCP streams get the direct path of
+/// [`SmolTcp`], any other stream (TLS, a custom one) the generic one.
 pub(crate) fn transport<S>(stream: S) -> Box<dyn Transport>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::new(FuturesIo {
-        stream,
-        scratch: Vec::new(),
-    })
+    let mut slot = Some(stream);
+    let tcp = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<smol::net::TcpStream>>()
+        .and_then(Option::take);
+    match (tcp, slot) {
+        (Some(tcp), _) => Box::new(SmolTcp {
+            io: tcp.into(),
+            scratch: Vec::new(),
+            drained: false,
+        }),
+        (None, Some(stream)) => Box::new(FuturesIo {
+            stream,
+            scratch: Vec::new(),
+        }),
+        (None, None) => unreachable!("the stream is taken only when it is a TCP stream"),
+    }
+}
+
+/// A smol TCP stream, used through its `Async` socket: a read that returns fewer bytes than it
+/// had room for emptied the socket's receive queue, so the next read registers for readiness
+/// at once instead of first making a read that would only say "would block" (nginx's habit).
+/// `Async::poll_readable` re-arms the socket's one-shot interest, and the reactor reports data
+/// that arrived in between.
+struct SmolTcp {
+    io: Arc<smol::Async<std::net::TcpStream>>,
+    scratch: Vec<u8>,
+    /// The last read emptied the receive queue.
+    drained: bool,
+}
+
+impl Transport for SmolTcp {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        if self.drained {
+            if self.io.poll_readable(cx)?.is_pending() {
+                self.scratch = Vec::new();
+                return Poll::Pending;
+            }
+            self.drained = false;
+        }
+        loop {
+            let spare = buf.capacity() - buf.len();
+            let result = if spare >= DIRECT_READ {
+                let len = buf.len();
+                buf.resize(len + spare, 0);
+                let result = self.io.get_ref().read(&mut buf[len..]);
+                buf.truncate(len + *result.as_ref().unwrap_or(&0));
+                result.map(|n| (n, spare))
+            } else {
+                if self.scratch.is_empty() {
+                    self.scratch = vec![0; SCRATCH_MIN];
+                }
+                let room = spare.clamp(1, self.scratch.len());
+                let result = self.io.get_ref().read(&mut self.scratch[..room]);
+                if let Ok(n) = result {
+                    buf.extend_from_slice(&self.scratch[..n]);
+                    if n == self.scratch.len() && n < SCRATCH_MAX {
+                        self.scratch = vec![0; n * 2];
+                    }
+                }
+                result.map(|n| (n, room))
+            };
+            match result {
+                Ok((n, room)) => {
+                    self.drained = n > 0 && n < room;
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.io.poll_readable(cx)?.is_pending() {
+                        self.scratch = Vec::new();
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.io).poll_close(cx)
+    }
 }
 
 /// The smol runtime: `std::time::Instant`, `async_io::Timer`, and `smol::spawn` (the global
@@ -99,9 +199,9 @@ pub(crate) struct Smol;
 /// The runtime instance handed to the engine.
 pub(crate) static RUNTIME: Smol = Smol;
 
-struct SmolTimer(smol::Timer);
+struct SmolSleep(smol::Timer);
 
-impl Timer for SmolTimer {
+impl Sleep for SmolSleep {
     fn reset(&mut self, deadline: Instant) {
         self.0.set_at(deadline);
     }
@@ -116,8 +216,8 @@ impl Runtime for Smol {
         Instant::now()
     }
 
-    fn timer(&self, deadline: Instant) -> Box<dyn Timer> {
-        Box::new(SmolTimer(smol::Timer::at(deadline)))
+    fn sleep_until(&self, deadline: Instant) -> Box<dyn Sleep> {
+        Box::new(SmolSleep(smol::Timer::at(deadline)))
     }
 
     fn spawn(&self, task: Task) {

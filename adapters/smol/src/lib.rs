@@ -32,6 +32,7 @@
 //! (default: permessage-deflate, turned on per connection with `Config::deflate`), `hub`
 //! (default: the [`hub`] module — clients, rooms, router, encode-once broadcast), `rustls` (`wss://`, TLS accept).
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accept;
 mod connect;
@@ -44,8 +45,6 @@ pub mod tls;
 
 pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
-#[cfg(feature = "deflate")]
-pub use tidings_io::DeflateConfig;
 /// Server-Sent Events response bodies (`SseBody`, `SseSender`), for the server helper, hyper
 /// or axum.
 pub use tidings_io::sse;
@@ -55,6 +54,8 @@ pub use tidings_io::{
     OutboxError, OutboxLimits, ReadHalf, Rejection, Role, ServerResponse, UpgradeRequest,
     WebSocket, WriteHalf, core,
 };
+#[cfg(feature = "deflate")]
+pub use tidings_io::{CompressorPool, DeflateConfig};
 #[cfg(feature = "tungstenite")]
 pub use tidings_io::{FromTungsteniteError, IntoTidings, IntoTungstenite};
 

@@ -1,14 +1,16 @@
 //! tokio's streams, clock, timers and spawner, as the engine's [`Transport`] and [`Runtime`].
 
+use std::any::Any;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tidings_io::{Runtime, Task, Timer, Transport};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tidings_io::{Runtime, Sleep, Task, Transport};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::net::TcpStream;
 
 /// Any tokio stream as a [`Transport`]; reads go straight into the core's input buffer.
 pub(crate) struct TokioIo<S>(pub(crate) S);
@@ -22,6 +24,10 @@ where
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
+        // (A type test the compiler resolves per stream type: no cost at run time.)
+        if let Some(tcp) = (&self.0 as &dyn Any).downcast_ref::<TcpStream>() {
+            return poll_read_tcp(tcp, cx, buf);
+        }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf)
     }
 
@@ -42,6 +48,37 @@ where
     }
 }
 
+/// A read from a TCP socket that saves the read which would only say "would block": a read that
+/// returns fewer bytes than it had room for emptied the socket's receive queue, so its readiness
+/// is cleared at once (nginx's habit with edge-triggered epoll), and the engine's next read
+/// waits for the next readiness event without a system call. The readiness is cleared with the
+/// event seen before the read: data that arrived meanwhile sets it again.
+fn poll_read_tcp(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        let room = buf.capacity() - buf.len();
+        let mut drained = None;
+        let result = tcp.try_io(Interest::READABLE, || {
+            let n = tcp.try_read_buf(buf)?;
+            if n > 0 && n < room {
+                // Report "would block" to clear the readiness; the bytes are returned below.
+                drained = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (result, drained) {
+            (_, Some(n)) => return Poll::Ready(Ok(n)),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (result, None) => return Poll::Ready(result),
+        }
+    }
+}
+
 /// Boxes a tokio stream for the engine.
 pub(crate) fn transport<S>(stream: S) -> Box<dyn Transport>
 where
@@ -56,9 +93,9 @@ pub(crate) struct Tokio;
 /// The runtime instance handed to the engine.
 pub(crate) static RUNTIME: Tokio = Tokio;
 
-struct TokioTimer(Pin<Box<tokio::time::Sleep>>);
+struct TokioSleep(Pin<Box<tokio::time::Sleep>>);
 
-impl Timer for TokioTimer {
+impl Sleep for TokioSleep {
     fn reset(&mut self, deadline: Instant) {
         let deadline = tokio::time::Instant::from_std(deadline);
         if self.0.deadline() != deadline {
@@ -76,8 +113,8 @@ impl Runtime for Tokio {
         tokio::time::Instant::now().into_std()
     }
 
-    fn timer(&self, deadline: Instant) -> Box<dyn Timer> {
-        Box::new(TokioTimer(Box::pin(tokio::time::sleep_until(
+    fn sleep_until(&self, deadline: Instant) -> Box<dyn Sleep> {
+        Box::new(TokioSleep(Box::pin(tokio::time::sleep_until(
             tokio::time::Instant::from_std(deadline),
         ))))
     }

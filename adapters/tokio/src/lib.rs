@@ -33,6 +33,7 @@
 //! (default: the [`hub`] module — clients, rooms, router, encode-once broadcast), `rustls` (`wss://`, TLS accept), `hyper`
 //! (upgrade a hyper 1 / axum request), `axum` (the `axum` module's `WebSocketUpgrade` extractor).
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accept;
 mod connect;
@@ -51,8 +52,6 @@ pub mod axum;
 
 pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
-#[cfg(feature = "deflate")]
-pub use tidings_io::DeflateConfig;
 /// Server-Sent Events response bodies (`SseBody`, `SseSender`), for the server helper, hyper
 /// or axum.
 pub use tidings_io::sse;
@@ -62,6 +61,8 @@ pub use tidings_io::{
     OutboxError, OutboxLimits, ReadHalf, Rejection, Role, ServerResponse, UpgradeRequest,
     WebSocket, WriteHalf, core,
 };
+#[cfg(feature = "deflate")]
+pub use tidings_io::{CompressorPool, DeflateConfig};
 #[cfg(feature = "tungstenite")]
 pub use tidings_io::{FromTungsteniteError, IntoTidings, IntoTungstenite};
 

@@ -10,7 +10,7 @@ pub struct Config {
     pub(crate) max_message_size: Option<usize>,
     pub(crate) auto_pong: bool,
     pub(crate) stream_incoming: bool,
-    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) ping_interval: Option<Duration>,
     pub(crate) pong_timeout: Option<Duration>,
     pub(crate) close_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
@@ -30,7 +30,7 @@ impl Default for Config {
             max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
             auto_pong: true,
             stream_incoming: false,
-            keepalive_interval: None,
+            ping_interval: None,
             pong_timeout: None,
             close_timeout: Some(DEFAULT_CLOSE_TIMEOUT),
             idle_timeout: None,
@@ -68,9 +68,10 @@ impl Config {
         self
     }
 
-    /// Send a ping when nothing was received for this long. Default off.
-    pub fn keepalive_interval(mut self, every: Option<Duration>) -> Self {
-        self.keepalive_interval = every;
+    /// Sends a ping when nothing was received for this long (keepalive; RFC 6455 §5.5.2).
+    /// Default off.
+    pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
+        self.ping_interval = every;
         self
     }
 
@@ -96,12 +97,12 @@ impl Config {
     }
 
     /// The frame size limit.
-    pub fn frame_size_limit(&self) -> Option<usize> {
+    pub fn get_max_frame_size(&self) -> Option<usize> {
         self.max_frame_size
     }
 
     /// The message size limit.
-    pub fn message_size_limit(&self) -> Option<usize> {
+    pub fn get_max_message_size(&self) -> Option<usize> {
         self.max_message_size
     }
 }

@@ -23,7 +23,7 @@ use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::error::{ConnectionError, Error, ProtocolError};
 use crate::ext::{Extension, ExtensionError};
 use crate::frame::EncodedFrame;
-use crate::frame::header::{FrameHeader, OpCode};
+use crate::frame::header::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::frame::mask::apply_mask_offset;
 use crate::frame::utf8::{self, Utf8Validator};
 use crate::message::{Message, MessageKind, Utf8Bytes};
@@ -110,6 +110,21 @@ pub enum Event {
     CloseReceived(Option<CloseFrame>),
     /// The connection is over. Always the last event.
     Closed(CloseOutcome),
+}
+
+/// What a [`Connection`]'s next [`poll_event`](Connection::poll_event) would act upon; see
+/// [`Connection::lookahead`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lookahead {
+    /// A complete, well-formed ping or pong frame: polling answers the ping (or times the pong)
+    /// and returns its event, and acts on nothing after it.
+    Control,
+    /// Too few bytes to tell, and what has arrived may begin a ping or a pong.
+    Incomplete,
+    /// Anything else: a data frame, a close frame, a malformed frame, events already decided,
+    /// or the end of the input.
+    Other,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,7 +274,7 @@ impl Connection {
         if self.state != State::Open {
             return;
         }
-        self.timers.clear(Timer::Keepalive);
+        self.timers.clear(Timer::Ping);
         self.timers.clear(Timer::Idle);
         if self.config.pong_timeout.is_none() {
             self.timers.clear(Timer::Pong);
@@ -337,6 +352,42 @@ impl Connection {
         }
     }
 
+    /// What the next [`poll_event`](Self::poll_event) would act upon, found without acting on
+    /// it. An adapter that reads ahead of its application uses it to answer pings (and time
+    /// pongs) while the application still handles a message, without acting on anything that
+    /// would change what the application's answer can be: a data frame, the peer's close frame
+    /// (whose reply ends the sending side, RFC 6455 §5.5.1) or a malformed frame (whose failure
+    /// does, §7.1.7) waits for the application.
+    pub fn lookahead(&self) -> Lookahead {
+        if !self.pending.is_empty() || self.state == State::Closed {
+            return Lookahead::Other;
+        }
+        let (opcode, masked, rsv, start, len) = match &self.frame {
+            Some(frame) => {
+                let h = &frame.header;
+                (h.opcode, h.mask.is_some(), h.rsv, 0, h.len)
+            }
+            None => match FrameHeader::decode(&self.input) {
+                Ok(Some((h, header_len))) => (h.opcode, h.mask.is_some(), h.rsv, header_len, h.len),
+                Ok(None) if self.eof => return Lookahead::Other,
+                Ok(None) => return Lookahead::Incomplete,
+                Err(_) => return Lookahead::Other,
+            },
+        };
+        let expects_mask = self.role == Role::Server;
+        if !matches!(opcode, OpCode::Ping | OpCode::Pong) || masked != expects_mask || rsv != 0 {
+            return Lookahead::Other;
+        }
+        // A control frame's length is at most 125 (checked by `FrameHeader::decode`).
+        if (self.input.len() as u64) >= start as u64 + len {
+            Lookahead::Control
+        } else if self.eof {
+            Lookahead::Other
+        } else {
+            Lookahead::Incomplete
+        }
+    }
+
     /// Whether a streamed outgoing message ([`send_fragment`](Self::send_fragment)) is unfinished.
     pub fn is_sending_fragments(&self) -> bool {
         self.out_message.is_some()
@@ -387,6 +438,22 @@ impl Connection {
         }
     }
 
+    /// Frees the memory of the buffers that hold nothing: the input buffer when every byte
+    /// received was decoded, the output queue when everything was written, and scratch space.
+    /// An adapter calls this when the connection goes idle (its next read would wait and its
+    /// output is written), so that an idle connection holds no buffer; the next read or command
+    /// allocates again. A message being received keeps what it has so far.
+    pub fn release_idle_buffers(&mut self) {
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+        self.output.release();
+        self.scratch = BytesMut::new();
+        if self.pending.is_empty() {
+            self.pending = VecDeque::new();
+        }
+    }
+
     /// Handles every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in Timer::ALL {
@@ -411,14 +478,14 @@ impl Connection {
                         let _ = self.close(now, CloseCode::NORMAL, "idle timeout");
                     }
                 }
-                Timer::Keepalive => {
+                Timer::Ping => {
                     if self.state == State::Open {
                         self.ping_counter = self.ping_counter.wrapping_add(1);
                         let payload = self.ping_counter.to_be_bytes();
                         self.write_frame(true, 0, OpCode::Ping, &payload);
                         self.arm_pong_timer(now);
-                        if let Some(every) = self.config.keepalive_interval {
-                            self.timers.set(Timer::Keepalive, now + every);
+                        if let Some(every) = self.config.ping_interval {
+                            self.timers.set(Timer::Ping, now + every);
                         }
                     }
                 }
@@ -1002,8 +1069,8 @@ impl Connection {
         if self.state != State::Open {
             return;
         }
-        if let Some(every) = self.config.keepalive_interval {
-            self.timers.set(Timer::Keepalive, now + every);
+        if let Some(every) = self.config.ping_interval {
+            self.timers.set(Timer::Ping, now + every);
         }
         if self.timers.get(Timer::Idle).is_none()
             && let Some(t) = self.config.idle_timeout
@@ -1087,6 +1154,7 @@ impl Connection {
     }
 
     fn write_frame(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) {
+        self.output.reserve(MAX_HEADER_LEN + payload.len());
         match self.masks.as_mut() {
             Some(masks) => {
                 let key = masks.next_mask();

@@ -32,6 +32,12 @@ impl Output {
         self.len == 0
     }
 
+    /// Makes room for `additional` bytes of copied frames at once (a header and its payload),
+    /// so that a staging buffer released while idle is allocated once, not grown per push.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.staging.reserve(additional);
+    }
+
     pub(crate) fn push_copy(&mut self, data: &[u8]) {
         self.staging.extend_from_slice(data);
         self.len += data.len();
@@ -102,6 +108,14 @@ impl Output {
         if self.len == 0 {
             self.chunks.clear();
             self.staging.clear();
+        }
+    }
+
+    /// Frees the buffers' memory when nothing is queued.
+    pub(crate) fn release(&mut self) {
+        if self.len == 0 {
+            self.chunks = VecDeque::new();
+            self.staging = BytesMut::new();
         }
     }
 

@@ -443,7 +443,7 @@ fn set_config_restarts_keepalive_and_applies_new_limits() {
     assert_eq!(conn.poll_timeout(), None, "no timers by default");
     let t1 = t0 + Duration::from_secs(3);
     let config = Config::default()
-        .keepalive_interval(Some(Duration::from_secs(10)))
+        .ping_interval(Some(Duration::from_secs(10)))
         .idle_timeout(Some(Duration::from_secs(60)))
         .max_message_size(Some(4));
     conn.set_config(config, t1);
@@ -464,10 +464,86 @@ fn set_config_restarts_keepalive_and_applies_new_limits() {
     }
     // Removing the timers removes the deadlines.
     let mut conn = Connection::server(
-        Config::default().keepalive_interval(Some(Duration::from_secs(1))),
+        Config::default().ping_interval(Some(Duration::from_secs(1))),
         t0,
     );
     assert!(conn.poll_timeout().is_some());
     conn.set_config(Config::default(), t1);
     assert_eq!(conn.poll_timeout(), None);
+}
+
+#[test]
+fn lookahead_sees_a_whole_ping_or_pong_and_nothing_else() {
+    let now = Instant::now();
+    let mut server = Connection::server(Config::default(), now);
+    assert_eq!(server.lookahead(), Lookahead::Incomplete, "nothing yet");
+    let ping = client_frame(true, 0, OpCode::Ping, b"p");
+    server.receive(now, &ping[..3]);
+    assert_eq!(
+        server.lookahead(),
+        Lookahead::Incomplete,
+        "a ping's first bytes"
+    );
+    server.receive(now, &ping[3..]);
+    server.receive(now, &client_frame(true, 0, OpCode::Text, b"a"));
+    assert_eq!(server.lookahead(), Lookahead::Control);
+    assert!(matches!(server.poll_event(), Some(Event::Ping(p)) if &p[..] == b"p"));
+    assert!(server.queued_bytes() > 0, "the pong is queued");
+    assert_eq!(server.lookahead(), Lookahead::Other, "a text frame is next");
+    assert!(matches!(server.poll_event(), Some(Event::Message(_))));
+
+    for wire in [
+        client_frame(true, 0, OpCode::Close, &[0x03, 0xE8]),
+        client_frame(true, RSV1, OpCode::Ping, b"x"),
+        client_frame(true, 0, OpCode::Continuation, b"x"),
+        vec![0x8F, 0x80, 0, 0, 0, 0], // reserved opcode
+    ] {
+        let mut server = Connection::server(Config::default(), now);
+        server.receive(now, &wire);
+        assert_eq!(server.lookahead(), Lookahead::Other, "{wire:?}");
+        assert!(server.is_open(), "looking ahead acts on nothing");
+        assert_eq!(server.queued_bytes(), 0);
+    }
+
+    // An unmasked ping to a server is malformed: left to `poll_event`, which fails it.
+    let mut server = Connection::server(Config::default(), now);
+    server.receive(now, &[0x89, 0x00]);
+    assert_eq!(server.lookahead(), Lookahead::Other);
+
+    // The end of the input: nothing more can complete a frame.
+    let mut server = Connection::server(Config::default(), now);
+    server.receive(now, &ping[..3]);
+    server.receive_eof(now);
+    assert_eq!(server.lookahead(), Lookahead::Other);
+}
+
+#[test]
+fn idle_buffers_are_released_and_partial_input_is_kept() {
+    let now = Instant::now();
+    let mut server = Connection::server(Config::default(), now);
+    let wire = client_frame(true, 0, OpCode::Text, b"hello");
+    server.input_buffer().reserve(64 * 1024);
+    server.input_buffer().extend_from_slice(&wire);
+    server.received(now);
+    assert!(matches!(server.poll_event(), Some(Event::Message(m)) if m.as_text() == Some("hello")));
+    server.send_text("answer").unwrap();
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    server.release_idle_buffers();
+    assert_eq!(server.input_buffer().capacity(), 0);
+    // Input not yet decoded stays, and decodes the same afterwards.
+    server.input_buffer().extend_from_slice(&wire[..4]);
+    server.received(now);
+    assert!(server.poll_event().is_none());
+    server.release_idle_buffers();
+    assert_eq!(server.buffered_input(), 4);
+    server.receive(now, &wire[4..]);
+    assert!(matches!(server.poll_event(), Some(Event::Message(m)) if m.as_text() == Some("hello")));
+    // Output still queued stays too.
+    server.send_text("queued").unwrap();
+    server.release_idle_buffers();
+    assert!(server.queued_bytes() > 0);
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    assert!(out.ends_with(b"queued"));
 }

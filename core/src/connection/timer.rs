@@ -13,13 +13,13 @@ pub enum Timer {
     Pong,
     /// No data message received for the idle timeout.
     Idle,
-    /// Time to send a keepalive ping.
-    Keepalive,
+    /// Time to send a keepalive ping ([`Config::ping_interval`](crate::Config::ping_interval)).
+    Ping,
 }
 
 impl Timer {
     /// Every timer, in the order expired timers are handled.
-    pub const ALL: [Timer; 4] = [Timer::Close, Timer::Pong, Timer::Idle, Timer::Keepalive];
+    pub const ALL: [Timer; 4] = [Timer::Close, Timer::Pong, Timer::Idle, Timer::Ping];
 }
 
 #[derive(Clone, Debug, Default)]

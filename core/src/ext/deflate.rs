@@ -26,10 +26,38 @@
 //!
 //! Without context takeover on our side ([`DeflateConfig::no_context_takeover`], or
 //! `server_no_context_takeover` for a server) every message is compressed from a fresh state, so
-//! the connections of a thread share one compressor, reset after each message: a connection then
-//! costs only its decompressor. The ratio on small messages is worse.
+//! a compressor holds nothing between messages and connections can share them: give the config a
+//! [`CompressorPool`] ([`DeflateConfig::compressor_pool`]) and each message borrows one from the
+//! pool for the time it is compressed, so a connection costs only its decompressor. Without a
+//! pool the connection keeps its own compressor (created at its first compressed message and
+//! reset after each one), the same memory as with context takeover. The ratio on small messages
+//! is worse than with context takeover.
 //! [`server_max_window_bits`](DeflateConfig::server_max_window_bits) /
 //! [`client_max_window_bits`](DeflateConfig::client_max_window_bits) shrink the windows.
+//!
+//! # The compressor pool
+//!
+//! A [`CompressorPool`] is an explicit object, created by whoever creates the connections (a
+//! server, a hub, an adapter config) and handed to them through their [`DeflateConfig`]; nothing
+//! here keeps compressors in global or thread-local state. It is a cheap handle: clones share
+//! the same idle compressors, so every connection made from one config (and its clones) draws
+//! from one pool. It only serves compression without context takeover and
+//! [`crate::EncodedFrame::with_deflate`]; with context takeover the compressor *is* the
+//! connection's stream state and stays with the connection.
+//!
+//! The pool keeps compressors keyed by level and window, at most
+//! [`max_idle`](CompressorPool::max_idle) of them in all (default [`DEFAULT_MAX_IDLE`]); past
+//! the bound the least recently returned one is dropped, so its memory stays under about `max_idle` times
+//! 371 KiB (15-bit windows), and in practice under the largest number of messages compressed at
+//! the same moment, since a compressor is lent only for one message. It is `Send + Sync`: a
+//! [`std::sync::Mutex`] guards the idle list, held only to take or return one (never while
+//! compressing), and a compressor is reset outside the lock before it goes back.
+//!
+//! It pays off with many connections without context takeover (memory: about 47 KiB instead of
+//! about 418 KiB each; and a few compressors touched in turn rather than one per connection, so
+//! they are more likely in cache), and for [`crate::EncodedFrame::with_deflate`], which otherwise
+//! allocates and initialises a compressor per call. With few connections, or with context
+//! takeover, it brings nothing.
 //!
 //! # Decompression bombs
 //!
@@ -40,8 +68,9 @@
 //!
 //! # Encode-once broadcast
 //!
-//! [`crate::EncodedFrame::with_deflate`] compresses a message once, with a fresh compressor, for
-//! many connections. A server connection sends that compressed form only when its own
+//! [`crate::EncodedFrame::with_deflate`] compresses a message once for many connections, with a
+//! compressor borrowed from the config's [`CompressorPool`] if it has one (a fresh one
+//! otherwise). A server connection sends that compressed form only when its own
 //! compression has no context takeover (`server_no_context_takeover` was negotiated), and the
 //! negotiated `server_max_window_bits` is at least the window the frame was compressed with;
 //! otherwise the frame goes out uncompressed (never recompressed per connection). With context
@@ -56,8 +85,8 @@
 //! which a 256-byte decoder accepts. Decompression always uses a 32 KiB window, which decodes any
 //! window size.
 
-use std::cell::RefCell;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -84,6 +113,143 @@ const MIN_BITS: u8 = 8;
 const MAX_BITS: u8 = 15;
 /// Output growth step while inflating.
 const INFLATE_STEP: usize = 64 << 10;
+/// Default bound on the idle compressors a [`CompressorPool`] keeps: 64, about 23 MiB at most
+/// with 15-bit windows, enough for one compression in flight on each of 64 threads.
+pub const DEFAULT_MAX_IDLE: usize = 64;
+
+/// Idle zlib compressors shared by connections whose compression has no context takeover, and by
+/// [`crate::EncodedFrame::with_deflate`]; see the [module docs](self#the-compressor-pool).
+///
+/// A cheap handle: clones share the same compressors, and two handles are equal when they are
+/// clones of one pool. Pass it to the connections with [`DeflateConfig::compressor_pool`].
+///
+/// ```
+/// use tidings_core::ext::deflate::{CompressorPool, DeflateConfig};
+/// let pool = CompressorPool::new();
+/// let config = DeflateConfig::no_context_takeover().compressor_pool(pool.clone());
+/// assert_eq!(config.get_compressor_pool(), Some(&pool));
+/// assert_eq!(pool.idle(), 0); // compressors are created when first needed
+/// ```
+#[derive(Clone)]
+pub struct CompressorPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    max_idle: usize,
+    /// Idle compressors, the least recently returned first.
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// An idle compressor: reset, with the level and (effective) window it was made with.
+struct Idle {
+    level: u32,
+    bits: u8,
+    compress: Compress,
+}
+
+impl CompressorPool {
+    /// An empty pool keeping at most [`DEFAULT_MAX_IDLE`] idle compressors.
+    pub fn new() -> Self {
+        Self::with_max_idle(DEFAULT_MAX_IDLE)
+    }
+
+    /// An empty pool keeping at most `max_idle` idle compressors in all (whatever their level and
+    /// window); past it the least recently used one is dropped. With 0 it keeps none: each
+    /// message then gets a fresh compressor, which saves the memory and costs an allocation and
+    /// initialisation per message.
+    pub fn with_max_idle(max_idle: usize) -> Self {
+        CompressorPool {
+            inner: Arc::new(PoolInner {
+                max_idle,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The bound on idle compressors.
+    pub fn max_idle(&self) -> usize {
+        self.inner.max_idle
+    }
+
+    /// How many compressors are idle in the pool now.
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // The list stays consistent whatever panicked while it was locked (only a push or a
+        // remove happens under the lock).
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle compressor for `level` and `bits` (the most recently returned), or a new one.
+    fn take(&self, level: u32, bits: u8) -> Compress {
+        let bits = effective_bits(bits);
+        let found = {
+            let mut idle = self.lock();
+            idle.iter()
+                .rposition(|i| i.level == level && i.bits == bits)
+                .map(|index| idle.remove(index).compress)
+        };
+        found.unwrap_or_else(|| new_compress(level, bits))
+    }
+
+    /// Resets `compress` and keeps it, dropping the oldest idle one if the pool is full.
+    fn give_back(&self, level: u32, bits: u8, mut compress: Compress) {
+        if self.inner.max_idle == 0 {
+            return;
+        }
+        compress.reset();
+        let bits = effective_bits(bits);
+        let evicted = {
+            let mut idle = self.lock();
+            let evicted = (idle.len() >= self.inner.max_idle).then(|| idle.remove(0));
+            idle.push(Idle {
+                level,
+                bits,
+                compress,
+            });
+            evicted
+        };
+        drop(evicted); // freed outside the lock
+    }
+
+    /// Runs `f` on a compressor of the pool for `level` and `bits`, then returns it reset.
+    fn with<R>(&self, level: u32, bits: u8, f: impl FnOnce(&mut Compress) -> R) -> R {
+        let mut compress = self.take(level, bits);
+        let result = f(&mut compress);
+        self.give_back(level, bits, compress);
+        result
+    }
+}
+
+impl Default for CompressorPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for CompressorPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompressorPool")
+            .field("max_idle", &self.inner.max_idle)
+            .field("idle", &self.idle())
+            .finish()
+    }
+}
+
+/// The same pool (clones of one handle).
+impl PartialEq for CompressorPool {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for CompressorPool {}
 
 /// permessage-deflate settings for one side, and its negotiation (RFC 7692 §7.1).
 ///
@@ -99,6 +265,11 @@ const INFLATE_STEP: usize = 64 << 10;
 /// A server meets stricter demands of the client (a smaller `server_max_window_bits`,
 /// `server_no_context_takeover`). Modes: leave deflate out of the adapter config to disable it,
 /// [`DeflateConfig::new`] for context takeover, [`DeflateConfig::no_context_takeover`] for none.
+///
+/// Without context takeover, give it a [`CompressorPool`] with
+/// [`compressor_pool`](Self::compressor_pool) so the connections made with it share compressors
+/// instead of keeping one each (see the [module docs](self#context-takeover-and-memory)). Two
+/// configs are equal when their settings are and they have the same pool or none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeflateConfig {
     server_no_context_takeover: bool,
@@ -107,6 +278,7 @@ pub struct DeflateConfig {
     client_max_window_bits: u8,
     threshold: usize,
     level: u32,
+    pool: Option<CompressorPool>,
 }
 
 impl Default for DeflateConfig {
@@ -118,6 +290,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: MAX_BITS,
             threshold: DEFAULT_THRESHOLD,
             level: DEFAULT_LEVEL,
+            pool: None,
         }
     }
 }
@@ -174,6 +347,21 @@ impl DeflateConfig {
         self
     }
 
+    /// Compression without context takeover, and [`crate::EncodedFrame::with_deflate`], borrow
+    /// compressors from `pool` for one message at a time instead of each connection keeping its
+    /// own. Connections made with this config (or a clone) share the pool; create one where the
+    /// connections are created (a server, a hub) and give it to all of them. Ignored by
+    /// compression with context takeover, whose compressor belongs to its connection.
+    pub fn compressor_pool(mut self, pool: CompressorPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The compressor pool, if one was given.
+    pub fn get_compressor_pool(&self) -> Option<&CompressorPool> {
+        self.pool.as_ref()
+    }
+
     /// The compression threshold in bytes.
     pub fn get_threshold(&self) -> usize {
         self.threshold
@@ -196,6 +384,8 @@ impl DeflateConfig {
             level: self.level,
             threshold: self.threshold,
             reset_compress: params.reset_compress,
+            // Only compression without context takeover borrows from the pool.
+            pool: self.pool.clone().filter(|_| params.reset_compress),
             decompress: None,
             reset_decompress: params.reset_decompress,
             ended: false,
@@ -382,12 +572,14 @@ fn window_bits(name: &str, value: &str) -> Result<u8, ExtensionError> {
 /// The negotiated permessage-deflate state of one connection (RFC 7692 §7.2).
 pub struct PerMessageDeflate {
     /// Created at the first compressed message (a connection that only sends small messages
-    /// never pays for it).
+    /// never pays for it); never with a pool.
     compress: Option<Compress>,
     compress_bits: u8,
     level: u32,
     threshold: usize,
     reset_compress: bool,
+    /// Where compression without context takeover borrows its compressor, if anywhere.
+    pool: Option<CompressorPool>,
     /// Created at the first compressed message received.
     decompress: Option<Decompress>,
     reset_decompress: bool,
@@ -404,6 +596,7 @@ impl fmt::Debug for PerMessageDeflate {
             .field("threshold", &self.threshold)
             .field("reset_compress", &self.reset_compress)
             .field("reset_decompress", &self.reset_decompress)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -503,10 +696,20 @@ impl Extension for PerMessageDeflate {
             deflate_message(compress, payload, out)?;
             return Ok(Some(RSV1));
         }
-        // No context takeover: every message starts from a fresh compressor, so the thread's
-        // shared one does (see the module docs on memory).
+        // No context takeover: every message starts from a fresh state, in a compressor borrowed
+        // from the pool or in the connection's own, reset after each message (module docs).
         let start = out.len();
-        with_thread_compressor(level, bits, |c| deflate_message(c, payload, out))?;
+        match &self.pool {
+            Some(pool) => pool.with(level, bits, |c| deflate_message(c, payload, out))?,
+            None => {
+                let compress = self
+                    .compress
+                    .get_or_insert_with(|| new_compress(level, bits));
+                let result = deflate_message(compress, payload, out);
+                compress.reset();
+                result?;
+            }
+        }
         if out.len() - start >= payload.len() {
             // Did not shrink; with no context to keep in step, send it as it is.
             out.truncate(start);
@@ -543,37 +746,14 @@ impl Extension for PerMessageDeflate {
     }
 }
 
-thread_local! {
-    /// Compressors shared by the connections of a thread whose compression has no context
-    /// takeover, one per (level, window); each is reset after every message.
-    static THREAD_COMPRESSORS: RefCell<Vec<(u32, u8, Compress)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on this thread's compressor for `level` and `bits` (a fresh one if that is busy,
-/// which cannot happen as nothing here re-enters), and resets it afterwards.
-fn with_thread_compressor<R>(level: u32, bits: u8, f: impl FnOnce(&mut Compress) -> R) -> R {
-    let bits = bits.max(9);
-    THREAD_COMPRESSORS.with(|cell| {
-        let Ok(mut pool) = cell.try_borrow_mut() else {
-            return f(&mut new_compress(level, bits));
-        };
-        let index = match pool.iter().position(|(l, b, _)| (*l, *b) == (level, bits)) {
-            Some(i) => i,
-            None => {
-                pool.push((level, bits, new_compress(level, bits)));
-                pool.len() - 1
-            }
-        };
-        let compress = &mut pool[index].2;
-        let result = f(compress);
-        compress.reset();
-        result
-    })
+/// The window zlib runs with for `bits`: 8 becomes 9 (module docs).
+fn effective_bits(bits: u8) -> u8 {
+    bits.max(9)
 }
 
 fn new_compress(level: u32, bits: u8) -> Compress {
     // zlib cannot make raw streams with an 8-bit window; 9 is safe for an 8-bit peer (module docs).
-    Compress::new_with_window_bits(Compression::new(level), false, bits.max(9))
+    Compress::new_with_window_bits(Compression::new(level), false, effective_bits(bits))
 }
 
 /// Compresses `payload` as one message into `out`: sync flush, tail removed.
@@ -607,13 +787,17 @@ fn deflate_message(
     Ok(())
 }
 
-/// Compresses one message with a fresh compressor (for [`crate::EncodedFrame::with_deflate`]):
-/// the payload of a frame with RSV1, or `None` when it does not shrink.
+/// Compresses one message from a fresh state (for [`crate::EncodedFrame::with_deflate`]), with a
+/// compressor of the config's pool or a new one: the payload of a frame with RSV1, or `None` when
+/// it does not shrink.
 pub(crate) fn deflate_once(config: &DeflateConfig, payload: &[u8]) -> Option<BytesMut> {
     let mut out = BytesMut::with_capacity(payload.len() / 2 + 64);
-    with_thread_compressor(config.level, config.server_max_window_bits, |c| {
-        deflate_message(c, payload, &mut out)
-    })
+    let (level, bits) = (config.level, config.server_max_window_bits);
+    let mut deflate = |c: &mut Compress| deflate_message(c, payload, &mut out);
+    match &config.pool {
+        Some(pool) => pool.with(level, bits, deflate),
+        None => deflate(&mut new_compress(level, bits)),
+    }
     .ok()?;
     (out.len() < payload.len()).then_some(out)
 }

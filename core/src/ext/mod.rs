@@ -79,7 +79,7 @@ pub trait Extension: Send {
         budget: usize,
     ) -> Result<(), ExtensionError>;
 
-    /// Whether a message compressed once with a fresh permessage-deflate compressor of
+    /// Whether a message compressed once from a fresh permessage-deflate state with a window of
     /// `window_bits` may be sent on this connection as it is (encode-once broadcast, see
     /// [`crate::EncodedFrame::with_deflate`]). Only a permessage-deflate instance whose own
     /// compression has no context takeover and a window of at least `window_bits` says yes.

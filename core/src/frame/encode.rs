@@ -33,8 +33,11 @@ impl EncodedFrame {
     }
 
     /// Encodes `message` like [`new`](Self::new) and, when it reaches the config's threshold and
-    /// shrinks, also compresses it once with a fresh compressor of the config's level and
-    /// `server_max_window_bits` (RFC 7692 §7.2.1). [`crate::Connection::send_encoded`] sends the
+    /// shrinks, also compresses it once from a fresh state with the config's level and
+    /// `server_max_window_bits` (RFC 7692 §7.2.1). The compressor is borrowed from the config's
+    /// [`CompressorPool`](crate::ext::deflate::CompressorPool) when it has one
+    /// ([`DeflateConfig::compressor_pool`](crate::ext::deflate::DeflateConfig::compressor_pool)),
+    /// else made for this call and dropped: give the config a pool when broadcasting often. [`crate::Connection::send_encoded`] sends the
     /// compressed frame on server connections that negotiated permessage-deflate with
     /// `server_no_context_takeover` and a window at least as large, and the plain frame
     /// elsewhere; see [`crate::ext::deflate`] for why context takeover rules it out.

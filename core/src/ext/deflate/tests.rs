@@ -822,3 +822,217 @@ fn encode_once_frames_reach_only_connections_that_can_take_them() {
         assert_eq!(client.poll_event(), Some(Event::Message(message.clone())));
     }
 }
+
+// ---- the compressor pool ----------------------------------------------------------------------
+
+/// Text that compresses well, `n` bytes or so.
+fn chatty(n: usize) -> Vec<u8> {
+    (0..n as u32)
+        .flat_map(|i| format!("{{\"id\":{},\"user\":\"u{}\"}},", i % 101, i % 7).into_bytes())
+        .take(n)
+        .collect()
+}
+
+/// Compresses `payload` with `ext` and returns the compressed bytes.
+fn encoded(ext: &mut dyn Extension, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    assert_eq!(
+        ext.encode(MessageKind::Text, payload, &mut out),
+        Ok(Some(RSV1))
+    );
+    out.to_vec()
+}
+
+#[test]
+fn pool_lends_one_compressor_and_gets_it_back() {
+    let pool = CompressorPool::new();
+    assert_eq!((pool.idle(), pool.max_idle()), (0, DEFAULT_MAX_IDLE));
+    let config = DeflateConfig::no_context_takeover()
+        .threshold(0)
+        .compressor_pool(pool.clone());
+    let (mut server_ext, mut client_ext) = pair(&config, &config);
+    let text = chatty(4096);
+    for _ in 0..3 {
+        encoded(&mut *server_ext, &text);
+        encoded(&mut *client_ext, &text);
+    }
+    // Six messages, one at a time: one compressor made, lent and returned each time.
+    assert_eq!(pool.idle(), 1);
+    // A different window is a different compressor.
+    let small = DeflateConfig::no_context_takeover()
+        .threshold(0)
+        .server_max_window_bits(10)
+        .compressor_pool(pool.clone());
+    let (mut small_ext, _) = pair(&small, &small);
+    encoded(&mut *small_ext, &text);
+    encoded(&mut *small_ext, &text);
+    assert_eq!(pool.idle(), 2);
+    // 8 bits runs as 9 (module docs), so both share one compressor.
+    for bits in [8, 9] {
+        let c = DeflateConfig::no_context_takeover()
+            .threshold(0)
+            .server_max_window_bits(bits)
+            .compressor_pool(pool.clone());
+        let (mut ext, _) = pair(&c, &c);
+        encoded(&mut *ext, &text);
+    }
+    assert_eq!(pool.idle(), 3);
+}
+
+#[test]
+fn pool_keeps_at_most_max_idle_compressors() {
+    let pool = CompressorPool::with_max_idle(2);
+    // Borrowed at the same time, five compressors exist; two stay once they are back.
+    let taken: Vec<Compress> = (0..5).map(|_| pool.take(1, 15)).collect();
+    assert_eq!(pool.idle(), 0);
+    for c in taken {
+        pool.give_back(1, 15, c);
+    }
+    assert_eq!(pool.idle(), 2);
+    // Full: the least recently returned goes first, whatever its key. Both kinds can then be
+    // taken from the pool (each take empties a slot), so the one dropped was an older one.
+    pool.give_back(6, 12, new_compress(6, 12));
+    assert_eq!(pool.idle(), 2);
+    let newest = pool.take(6, 12);
+    assert_eq!(pool.idle(), 1);
+    let older = pool.take(1, 15);
+    assert_eq!(pool.idle(), 0);
+    pool.give_back(6, 12, newest);
+    pool.give_back(1, 15, older);
+    assert_eq!(pool.idle(), 2);
+    // A pool of 0 keeps nothing: each message gets a fresh compressor, output unchanged.
+    let none = CompressorPool::with_max_idle(0);
+    let config = DeflateConfig::no_context_takeover()
+        .threshold(0)
+        .compressor_pool(none.clone());
+    let (mut ext, _) = pair(&config, &config);
+    let text = chatty(2048);
+    let first = encoded(&mut *ext, &text);
+    assert_eq!(encoded(&mut *ext, &text), first);
+    assert_eq!(none.idle(), 0);
+}
+
+#[test]
+fn connections_sharing_a_pool_round_trip() {
+    let pool = CompressorPool::with_max_idle(4);
+    let server = DeflateConfig::no_context_takeover()
+        .threshold(0)
+        .compressor_pool(pool.clone());
+    let client = DeflateConfig::no_context_takeover().threshold(0);
+    let mut pairs: Vec<_> = (0..8).map(|_| pair(&server, &client)).collect();
+    let messages: Vec<Vec<u8>> = (1..6).map(|i| chatty(i * 700)).collect();
+    // Interleaved: each server connection sends each message in turn, its client inflates it.
+    for message in &messages {
+        for (server_ext, client_ext) in &mut pairs {
+            round_trip(
+                &mut **server_ext,
+                &mut **client_ext,
+                std::slice::from_ref(message),
+                &[0.5],
+            )
+            .expect("round trip");
+        }
+    }
+    assert_eq!(pool.idle(), 1);
+    // From several threads at once, each with its own connections.
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let server = &server;
+            let client = &client;
+            scope.spawn(move || {
+                let (mut server_ext, mut client_ext) = pair(server, client);
+                let messages: Vec<Vec<u8>> = (0..20).map(|i| chatty(600 + 97 * (i + t))).collect();
+                round_trip(&mut *server_ext, &mut *client_ext, &messages, &[0.3])
+                    .expect("round trip");
+            });
+        }
+    });
+    assert!((1..=4).contains(&pool.idle()), "{:?}", pool);
+}
+
+#[test]
+fn pool_does_not_change_the_output() {
+    let pool = CompressorPool::new();
+    let messages: Vec<Vec<u8>> = (0..6).map(|i| chatty(300 + 900 * i)).collect();
+    for (level, bits) in [(1, 15), (6, 15), (9, 8), (1, 10)] {
+        let plain = DeflateConfig::no_context_takeover()
+            .threshold(0)
+            .level(level)
+            .server_max_window_bits(bits);
+        let pooled = plain.clone().compressor_pool(pool.clone());
+        assert_ne!(plain, pooled);
+        let (mut plain_ext, _) = pair(&plain, &plain);
+        let (mut pooled_ext, _) = pair(&pooled, &pooled);
+        for message in &messages {
+            assert_eq!(
+                encoded(&mut *plain_ext, message),
+                encoded(&mut *pooled_ext, message),
+                "level {level}, {bits} bits"
+            );
+        }
+        // Encode-once broadcast frames too.
+        let message = Message::text(String::from_utf8(messages[3].clone()).expect("ascii"));
+        assert_eq!(
+            crate::EncodedFrame::with_deflate(&message, &plain),
+            crate::EncodedFrame::with_deflate(&message, &pooled)
+        );
+    }
+    // One compressor per (level, window), 8 bits counting as 9.
+    assert_eq!(pool.idle(), 4, "{pool:?}");
+}
+
+#[test]
+fn context_takeover_ignores_the_pool() {
+    let pool = CompressorPool::new();
+    let config = DeflateConfig::new()
+        .threshold(0)
+        .compressor_pool(pool.clone());
+    let (mut server_ext, mut client_ext) = pair(&config, &config);
+    let text = chatty(2048);
+    let first = encoded(&mut *server_ext, &text);
+    // The second message refers to the first, so it is much smaller: the stream was kept.
+    let second = encoded(&mut *server_ext, &text);
+    assert!(
+        second.len() < first.len() / 4,
+        "{} / {}",
+        second.len(),
+        first.len()
+    );
+    encoded(&mut *client_ext, &text);
+    assert_eq!(pool.idle(), 0);
+}
+
+#[test]
+fn pool_handles_compare_by_identity() {
+    let pool = CompressorPool::new();
+    assert_eq!(pool, pool.clone());
+    assert_ne!(pool, CompressorPool::new());
+    let config = DeflateConfig::new().compressor_pool(pool.clone());
+    assert_eq!(config, DeflateConfig::new().compressor_pool(pool));
+    assert_ne!(config, DeflateConfig::new());
+    assert!(format!("{config:?}").contains("CompressorPool"));
+}
+
+#[test]
+fn no_thread_local_state_in_the_core() {
+    // Compressors live in the pool the caller passes or in the connection, nowhere else.
+    fn walk(dir: &std::path::Path, hits: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("core/src readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, hits);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source readable");
+                if text.contains(concat!("thread", "_local!")) {
+                    hits.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut hits,
+    );
+    assert!(hits.is_empty(), "thread-local state in {hits:?}");
+}
