@@ -1,7 +1,7 @@
 //! Client side: connect to a `ws://` or `wss://` URL, or run the handshake over any stream.
 
+use async_net::TcpStream;
 use futures_io::{AsyncRead, AsyncWrite};
-use smol::net::TcpStream;
 use tidings_io::core::handshake::UrlInfo;
 use tidings_io::{ClientRequest, Config, ConnectOptions, Error, ServerResponse, WebSocket};
 

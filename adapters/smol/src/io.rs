@@ -4,7 +4,7 @@ use std::any::Any;
 use std::future::Future;
 use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -96,12 +96,12 @@ where
 {
     let mut slot = Some(stream);
     let tcp = (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<smol::net::TcpStream>>()
+        .downcast_mut::<Option<async_net::TcpStream>>()
         .and_then(Option::take);
     match (tcp, slot) {
         (Some(tcp), _) => Box::new(SmolTcp {
             io: tcp.into(),
-            scratch: Vec::new(),
+            last_read: 0,
             drained: false,
         }),
         (None, Some(stream)) => Box::new(FuturesIo {
@@ -112,14 +112,19 @@ where
     }
 }
 
-/// A smol TCP stream, used through its `Async` socket: a read that returns fewer bytes than it
-/// had room for emptied the socket's receive queue, so the next read registers for readiness
-/// at once instead of first making a read that would only say "would block" (nginx's habit).
-/// `Async::poll_readable` re-arms the socket's one-shot interest, and the reactor reports data
-/// that arrived in between.
+/// A smol TCP stream, used through its `Async` socket, read straight into the core's buffer.
+///
+/// * Reads zero-fill only about twice what the last read returned (at least [`SCRATCH_MIN`],
+///   the whole room when the engine reserved it for the rest of a large frame): no scratch
+///   buffer, so an idle connection holds none, and no copy.
+/// * A read that returns fewer bytes than it had room for emptied the socket's receive queue,
+///   so the next read registers for readiness at once instead of first making a read that would
+///   only say "would block" (nginx's habit). `Async::poll_readable` re-arms the socket's
+///   one-shot interest, and the reactor reports data that arrived in between.
 struct SmolTcp {
-    io: Arc<smol::Async<std::net::TcpStream>>,
-    scratch: Vec<u8>,
+    io: Arc<async_io::Async<std::net::TcpStream>>,
+    /// Bytes the last read returned.
+    last_read: usize,
     /// The last read emptied the receive queue.
     drained: bool,
 }
@@ -132,41 +137,32 @@ impl Transport for SmolTcp {
     ) -> Poll<io::Result<usize>> {
         if self.drained {
             if self.io.poll_readable(cx)?.is_pending() {
-                self.scratch = Vec::new();
                 return Poll::Pending;
             }
             self.drained = false;
         }
         loop {
             let spare = buf.capacity() - buf.len();
-            let result = if spare >= DIRECT_READ {
-                let len = buf.len();
-                buf.resize(len + spare, 0);
-                let result = self.io.get_ref().read(&mut buf[len..]);
-                buf.truncate(len + *result.as_ref().unwrap_or(&0));
-                result.map(|n| (n, spare))
+            let room = if spare >= DIRECT_READ {
+                spare
             } else {
-                if self.scratch.is_empty() {
-                    self.scratch = vec![0; SCRATCH_MIN];
-                }
-                let room = spare.clamp(1, self.scratch.len());
-                let result = self.io.get_ref().read(&mut self.scratch[..room]);
-                if let Ok(n) = result {
-                    buf.extend_from_slice(&self.scratch[..n]);
-                    if n == self.scratch.len() && n < SCRATCH_MAX {
-                        self.scratch = vec![0; n * 2];
-                    }
-                }
-                result.map(|n| (n, room))
+                (self.last_read * 2)
+                    .clamp(SCRATCH_MIN, SCRATCH_MAX)
+                    .min(spare)
+                    .max(1)
             };
+            let len = buf.len();
+            buf.resize(len + room, 0);
+            let result = self.io.get_ref().read(&mut buf[len..]);
+            buf.truncate(len + *result.as_ref().unwrap_or(&0));
             match result {
-                Ok((n, room)) => {
+                Ok(n) => {
+                    self.last_read = n;
                     self.drained = n > 0 && n < room;
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.io.poll_readable(cx)?.is_pending() {
-                        self.scratch = Vec::new();
                         return Poll::Pending;
                     }
                 }
@@ -192,14 +188,50 @@ impl Transport for SmolTcp {
     }
 }
 
-/// The smol runtime: `std::time::Instant`, `async_io::Timer`, and `smol::spawn` (the global
-/// executor).
+/// The smol runtime: `std::time::Instant`, `async_io::Timer`, and the spawner: the one given to
+/// [`set_spawner`], else smol's global executor (feature `global-executor`).
 pub(crate) struct Smol;
 
 /// The runtime instance handed to the engine.
 pub(crate) static RUNTIME: Smol = Smol;
 
-struct SmolSleep(smol::Timer);
+/// The application's spawner, once given.
+static SPAWNER: OnceLock<Box<dyn Fn(Task) + Send + Sync>> = OnceLock::new();
+
+/// Runs the connections' driver tasks (and the server helper's connection tasks) with `spawner`
+/// from now on: the application's own executor, such as an `async_executor::Executor` it runs,
+/// instead of smol's global one. It can be given once, before the first connection.
+///
+/// ```no_run
+/// use std::sync::{Arc, OnceLock};
+///
+/// let executor: Arc<smol::Executor<'static>> = Arc::new(smol::Executor::new());
+/// let ex = executor.clone();
+/// tidings_smol::set_spawner(move |task| ex.spawn(task).detach()).expect("the first spawner");
+/// // ... run `executor` on the application's threads.
+/// ```
+///
+/// # Errors
+///
+/// [`SpawnerSet`] if a spawner was already given (the first one stays).
+pub fn set_spawner(spawner: impl Fn(Task) + Send + Sync + 'static) -> Result<(), SpawnerSet> {
+    SPAWNER.set(Box::new(spawner)).map_err(|_| SpawnerSet)
+}
+
+/// [`set_spawner`] was called before: a runtime keeps its first spawner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpawnerSet;
+
+impl std::fmt::Display for SpawnerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a spawner was already set")
+    }
+}
+
+impl std::error::Error for SpawnerSet {}
+
+struct SmolSleep(async_io::Timer);
 
 impl Sleep for SmolSleep {
     fn reset(&mut self, deadline: Instant) {
@@ -217,11 +249,20 @@ impl Runtime for Smol {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Box<dyn Sleep> {
-        Box::new(SmolSleep(smol::Timer::at(deadline)))
+        Box::new(SmolSleep(async_io::Timer::at(deadline)))
     }
 
     fn spawn(&self, task: Task) {
+        if let Some(spawner) = SPAWNER.get() {
+            return spawner(task);
+        }
+        #[cfg(feature = "global-executor")]
         smol::spawn(task).detach();
+        #[cfg(not(feature = "global-executor"))]
+        {
+            // No executor to run it on: the task gets a thread of its own, driven by async-io.
+            std::thread::spawn(move || async_io::block_on(task));
+        }
     }
 
     fn name(&self) -> &'static str {

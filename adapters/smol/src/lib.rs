@@ -25,8 +25,11 @@
 //! streams (any `futures-io` stream), clock and spawner, DNS + TCP connect, TLS (`rustls`
 //! feature) and a small [`server`] helper that also answers plain HTTP routes on the same port.
 //!
-//! Each connection spawns one small driver task with `smol::spawn` on smol's global executor (see
-//! [`WebSocket`] and the [`tidings_io`] docs for what it does and costs).
+//! Each connection spawns one small driver task (see [`WebSocket`] and the [`tidings_io`] docs for
+//! what it does and costs): on smol's global executor by default (feature `global-executor`), or
+//! on the application's own executor given to [`set_spawner`]. The crate is built on smol's
+//! parts — `async-io` (reactor, timers) and `async-net` (TCP) — not on the `smol` facade, so an
+//! application chooses its executor.
 //!
 //! Features: `json` (default: `send_json`/`recv_json`, the hub's JSON router), `deflate`
 //! (default: permessage-deflate, turned on per connection with `Config::deflate`), `hub`
@@ -45,6 +48,9 @@ pub mod tls;
 
 pub use accept::{accept, accept_with, from_upgraded};
 pub use connect::{client, connect, connect_with};
+pub use io::{SpawnerSet, set_spawner};
+/// A spawned task, as [`set_spawner`]'s spawner receives it.
+pub use tidings_io::Task;
 /// Server-Sent Events response bodies (`SseBody`, `SseSender`), for the server helper, hyper
 /// or axum.
 pub use tidings_io::sse;

@@ -110,7 +110,7 @@ impl Network for Tcp {
 
     fn listener(listener: std::net::TcpListener) -> io::Result<Box<dyn tidings_io::Listener>> {
         Ok(Box::new(Listener {
-            tcp: smol::Async::new(listener)?,
+            tcp: async_io::Async::new(listener)?,
             #[cfg(feature = "rustls")]
             tls: None,
         }))
@@ -122,14 +122,14 @@ impl Network for Tcp {
         config: std::sync::Arc<crate::tls::rustls::ServerConfig>,
     ) -> io::Result<Box<dyn tidings_io::Listener>> {
         Ok(Box::new(Listener {
-            tcp: smol::Async::new(listener)?,
+            tcp: async_io::Async::new(listener)?,
             tls: Some(crate::tls::TlsAcceptor::from(config)),
         }))
     }
 }
 
 struct Listener {
-    tcp: smol::Async<std::net::TcpListener>,
+    tcp: async_io::Async<std::net::TcpListener>,
     /// Accepts TLS on every connection, in the connection's task.
     #[cfg(feature = "rustls")]
     tls: Option<crate::tls::TlsAcceptor>,
@@ -144,7 +144,7 @@ impl tidings_io::Listener for Listener {
             match self.tcp.get_ref().accept() {
                 Ok((stream, peer)) => {
                     stream.set_nodelay(true)?;
-                    let stream = smol::net::TcpStream::try_from(stream)?;
+                    let stream = async_net::TcpStream::try_from(stream)?;
                     #[cfg(feature = "rustls")]
                     if let Some(acceptor) = &self.tls {
                         let accept = acceptor.accept(stream);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 pub use futures_rustls::rustls;
 pub use futures_rustls::{TlsAcceptor, TlsConnector, client, server};
 
+use async_net::TcpStream;
 use rustls::pki_types::ServerName;
-use smol::net::TcpStream;
 use tidings_io::{Config, Error};
 
 use crate::io::RUNTIME;
