@@ -439,7 +439,8 @@ impl Connection {
     }
 
     /// Frees the memory of the buffers that hold nothing: the input buffer when every byte
-    /// received was decoded, the output queue when everything was written, and scratch space.
+    /// received was decoded, the output queue when everything was written (a small one, up to
+    /// 2 KiB, is kept for the next message), and scratch space.
     /// An adapter calls this when the connection goes idle (its next read would wait and its
     /// output is written), so that an idle connection holds no buffer; the next read or command
     /// allocates again. A message being received keeps what it has so far.
@@ -448,8 +449,10 @@ impl Connection {
             self.input = BytesMut::new();
         }
         self.output.release();
-        self.scratch = BytesMut::new();
-        if self.pending.is_empty() {
+        if self.scratch.capacity() > 0 {
+            self.scratch = BytesMut::new();
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
             self.pending = VecDeque::new();
         }
     }

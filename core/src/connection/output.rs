@@ -11,6 +11,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 /// Payloads up to this size are copied into the staging buffer rather than queued by reference.
 pub(crate) const INLINE_MAX: usize = 4096;
+/// A staging buffer up to this capacity is kept when the output goes idle.
+const KEEP_STAGING: usize = 2048;
+/// A chunk queue up to this capacity is kept when the output goes idle.
+const KEEP_CHUNKS: usize = 8;
 
 #[derive(Debug, Default)]
 pub(crate) struct Output {
@@ -111,11 +115,18 @@ impl Output {
         }
     }
 
-    /// Frees the buffers' memory when nothing is queued.
+    /// Frees the buffers' memory when nothing is queued, unless they are small enough to keep:
+    /// a connection sending small messages then reuses its buffer instead of allocating it
+    /// again for every message (a fan-out queues and writes one message per subscriber at a
+    /// time).
     pub(crate) fn release(&mut self) {
         if self.len == 0 {
-            self.chunks = VecDeque::new();
-            self.staging = BytesMut::new();
+            if self.chunks.capacity() > KEEP_CHUNKS {
+                self.chunks = VecDeque::new();
+            }
+            if self.staging.capacity() > KEEP_STAGING {
+                self.staging = BytesMut::new();
+            }
         }
     }
 

@@ -115,7 +115,7 @@ impl Inbound {
 
     /// Frees the queue's memory if it is empty.
     pub(super) fn release(&mut self) {
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
             self.queue = VecDeque::new();
         }
     }

@@ -12,6 +12,9 @@ use crate::Error;
 use crate::config::Config;
 use crate::outbox::{OutboxError, OutboxLimits};
 
+/// Outbox bookkeeping kept when the output goes idle (entries), so that a subscriber receiving a
+/// message at a time does not allocate it again per message.
+const KEEP_OUTBOX_ENDS: usize = 16;
 /// Slices per vectored write (small frames share one slice: only payloads queued by reference
 /// take their own).
 const MAX_SLICES: usize = 16;
@@ -87,7 +90,7 @@ impl Outbound {
 
     /// Frees the outbox bookkeeping's memory if no outbox message is pending.
     pub(super) fn release(&mut self) {
-        if self.outbox_len() == 0 {
+        if self.outbox_len() == 0 && self.outbox_ends.capacity() > KEEP_OUTBOX_ENDS {
             self.outbox_ends = VecDeque::new();
         }
     }
