@@ -79,29 +79,7 @@ done
 ((${#scenarios[@]} > 0)) || { echo "no scenario to run" >&2; exit 2; }
 
 # --- cleanup: never leave a server or a generator running --------------------------------------
-server_pid=
-load_pid=
-# SIGTERM, up to 5 s to exit, then SIGKILL.
-stop() {
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  stop "$load_pid"
-  stop "$server_pid"
-  server_pid=
-  load_pid=
-}
-trap cleanup EXIT
-trap 'cleanup; trap - INT; kill -INT $$' INT
-trap 'cleanup; exit 143' TERM
+stop_children_on_exit
 
 # --- tools, limits and builds --------------------------------------------------------------------
 need_taskset

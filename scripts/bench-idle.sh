@@ -45,17 +45,7 @@ read -r -a servers <<<"${SERVERS:-${tidings[*]} ${peers[*]}}"
 warn() { echo "warning: $*" >&2; }
 
 # --- cleanup: never leave a server or a generator running --------------------------------------
-server_pid=
-load_pid=
-cleanup() {
-  stop "$load_pid"
-  stop "$server_pid"
-  server_pid=
-  load_pid=
-}
-trap cleanup EXIT
-trap 'cleanup; trap - INT; kill -INT $$' INT
-trap 'cleanup; exit 143' TERM
+stop_children_on_exit
 
 # --- limits --------------------------------------------------------------------------------------
 need_taskset
@@ -91,42 +81,8 @@ cargo build -q --release --manifest-path bench/Cargo.toml --bin idle-load --bin 
 peer_bin=$root/bench/target/release/echo-peer
 load_bin=$root/bench/target/release/idle-load
 
-# tidings' own example servers: a binary is used only if it built in this run (a stale one from an
-# earlier build would measure old code).
-declare -A tidings_bin=()
-build_example() {
-  local args=() e
-  for e in "$@"; do args+=(--example "$e"); done
-  cargo build -q --release "${args[@]}" >>"$log" 2>&1
-}
-echo "building tidings example servers (release)…" >&2
-if build_example tokio_echo_server smol_echo_server; then
-  tidings_bin[tidings-tokio]=$root/target/release/examples/tokio_echo_server
-  tidings_bin[tidings-smol]=$root/target/release/examples/smol_echo_server
-else
-  build_example tokio_echo_server && tidings_bin[tidings-tokio]=$root/target/release/examples/tokio_echo_server
-  build_example smol_echo_server && tidings_bin[tidings-smol]=$root/target/release/examples/smol_echo_server
-fi
-
-# The command line of a server, or nothing if it cannot run.
-server_cmd() {
-  case $1 in
-    tidings-*)
-      local bin=${tidings_bin[$1]:-}
-      [[ -n $bin && -x $bin ]] && echo "$bin"
-      ;;
-    *) echo "$peer_bin $1" ;;
-  esac
-}
-runnable=()
-for s in "${servers[@]}"; do
-  if [[ -n $(server_cmd "$s") ]]; then
-    runnable+=("$s")
-  else
-    warn "skipping $s: its example server did not build (see $log)"
-  fi
-done
-((${#runnable[@]} > 0)) || { echo "no server to measure" >&2; exit 1; }
+# tidings' own example servers, and which servers can run (`runnable`, `server_cmd`).
+echo_servers_init
 
 # --- header --------------------------------------------------------------------------------------
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

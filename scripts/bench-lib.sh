@@ -1,5 +1,5 @@
 # Sourced by the end-to-end benchmark scripts (bench-echo.sh, bench-fanout.sh, bench-sse.sh,
-# bench-redis.sh): their common
+# bench-redis.sh, bench-idle.sh): their common
 # arguments and knobs, waiting for a server's port and for a quiet machine. The waits use the
 # caller's `server_pid` and `warn`.
 
@@ -110,4 +110,60 @@ stop() { # SIGTERM, up to 5 s to exit, then SIGKILL
   done
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+}
+
+# Never leaves a server or a generator running: from now on the caller's `server_pid` and
+# `load_pid` (both emptied here) are stopped on exit, on Ctrl-C and on SIGTERM.
+stop_children_on_exit() {
+  server_pid=
+  load_pid=
+  trap cleanup EXIT
+  trap 'cleanup; trap - INT; kill -INT $$' INT
+  trap 'cleanup; exit 143' TERM
+}
+cleanup() {
+  stop "$load_pid"
+  stop "$server_pid"
+  server_pid=
+  load_pid=
+}
+
+# Builds tidings' echo example servers (release, into the caller's `log`) and sets `runnable` to
+# those of `servers` that can run; `server_cmd NAME` prints a server's command line (a tidings
+# example, or `$peer_bin NAME` for a peer). A tidings binary is used only if it built in this run:
+# a stale one from an earlier build would measure old code.
+echo_servers_init() {
+  declare -gA tidings_bin=()
+  echo "building tidings example servers (release)…" >&2
+  if build_example tokio_echo_server smol_echo_server; then
+    tidings_bin[tidings-tokio]=$root/target/release/examples/tokio_echo_server
+    tidings_bin[tidings-smol]=$root/target/release/examples/smol_echo_server
+  else
+    build_example tokio_echo_server && tidings_bin[tidings-tokio]=$root/target/release/examples/tokio_echo_server
+    build_example smol_echo_server && tidings_bin[tidings-smol]=$root/target/release/examples/smol_echo_server
+  fi
+  runnable=()
+  local s
+  for s in "${servers[@]}"; do
+    if [[ -n $(server_cmd "$s") ]]; then
+      runnable+=("$s")
+    else
+      warn "skipping $s: its example server did not build (see $log)"
+    fi
+  done
+  ((${#runnable[@]} > 0)) || { echo "no server to measure" >&2; exit 1; }
+}
+build_example() {
+  local args=() e
+  for e in "$@"; do args+=(--example "$e"); done
+  cargo build -q --release "${args[@]}" >>"$log" 2>&1
+}
+server_cmd() {
+  case $1 in
+    tidings-*)
+      local bin=${tidings_bin[$1]:-}
+      [[ -n $bin && -x $bin ]] && echo "$bin"
+      ;;
+    *) echo "$peer_bin $1" ;;
+  esac
 }

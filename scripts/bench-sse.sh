@@ -40,17 +40,7 @@ jsonl=$out/results.jsonl
 warn() { echo "warning: $*" >&2; }
 
 # --- cleanup: never leave a server or a generator running --------------------------------------
-server_pid=
-load_pid=
-cleanup() {
-  stop "$load_pid"
-  stop "$server_pid"
-  server_pid=
-  load_pid=
-}
-trap cleanup EXIT
-trap 'cleanup; trap - INT; kill -INT $$' INT
-trap 'cleanup; exit 143' TERM
+stop_children_on_exit
 
 # --- tools, limits and builds --------------------------------------------------------------------
 need_taskset

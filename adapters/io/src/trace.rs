@@ -154,6 +154,14 @@ impl ConnSpan {
         #[cfg(feature = "tracing")]
         {
             use tracing::instrument::{Instrument as _, WithSubscriber as _};
+            let nobody_listens = self.span.is_disabled()
+                && tracing::dispatcher::get_default(|d| {
+                    d.is::<tracing::subscriber::NoSubscriber>()
+                });
+            if nobody_listens {
+                // Compiled in but unused: the task needs no wrapper (nor its allocation).
+                return task;
+            }
             Box::pin(task.instrument(self.span.clone()).with_current_subscriber())
         }
         #[cfg(not(feature = "tracing"))]
