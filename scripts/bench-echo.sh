@@ -91,17 +91,8 @@ if [[ " ${scenarios[*]} " == *" tidings "* && " ${runnable[*]} " != *" tidings-"
 fi
 
 # --- header --------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (work tree modified)"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-peer_versions=$(python3 - bench/Cargo.lock <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-want = ["tokio-tungstenite", "tokio-websockets", "fastwebsockets", "async-tungstenite", "tokio", "smol"]
-found = dict(re.findall(r'\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"', text))
-print(", ".join(f"{n} {found[n]}" for n in want if n in found))
-PY
-)
+bench_identity
+peer_versions=$(peer_versions tokio-tungstenite tokio-websockets fastwebsockets async-tungstenite tokio smol)
 header="# WebSocket echo benchmark
 
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit: $commit
@@ -158,9 +149,7 @@ print(",".join("" if d.get(k) is None else str(d[k]) for k in
 
 n=${#runnable[@]}
 for ((r = 1; r <= rounds; r++)); do
-  # Rotate the order of the servers every round to spread drift over all of them.
-  order=()
-  for ((k = 0; k < n; k++)); do order+=("${runnable[(k + r - 1) % n]}"); done
+  rotate_order "$r"
   echo "round $r/$rounds: ${order[*]}" >&2
   for ((si = 0; si < ${#scenarios[@]}; si++)); do
     read -r name conns inflight size kind payload deflate only <<<"${scenarios[si]}"

@@ -130,19 +130,8 @@ done
 ((${#runnable[@]} > 0)) || { echo "no server to measure" >&2; exit 1; }
 
 # --- header --------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (work tree modified)"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-peer_versions=$(python3 - bench/Cargo.lock <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-want = ["tokio-tungstenite", "tungstenite", "tokio"]
-found = {}
-for n, v in re.findall(r'\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"', text):
-    found.setdefault(n, []).append(v)
-print(", ".join(f"{n} {'/'.join(found[n])}" for n in want if n in found))
-PY
-)
+bench_identity
+peer_versions=$(peer_versions tokio-tungstenite tungstenite tokio)
 header="# WebSocket fan-out benchmark
 
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit: $commit
@@ -242,12 +231,9 @@ measure() {
   return 0
 }
 
-n=${#runnable[@]}
 measurement=0
 for ((r = 1; r <= rounds; r++)); do
-  # Rotate the order of the servers every round to spread drift over all of them.
-  order=()
-  for ((k = 0; k < n; k++)); do order+=("${runnable[(k + r - 1) % n]}"); done
+  rotate_order "$r"
   echo "round $r/$rounds: ${order[*]}" >&2
   for sc in "${scenarios[@]}"; do
     read -r name subs size kind slow _ <<<"$sc"

@@ -85,17 +85,8 @@ load_bin=$root/bench/target/release/idle-load
 echo_servers_init
 
 # --- header --------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (work tree modified)"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-peer_versions=$(python3 - bench/Cargo.lock <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-want = ["tokio-tungstenite", "tokio-websockets", "fastwebsockets", "async-tungstenite", "tokio", "smol"]
-found = dict(re.findall(r'\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"', text))
-print(", ".join(f"{n} {found[n]}" for n in want if n in found))
-PY
-)
+bench_identity
+peer_versions=$(peer_versions tokio-tungstenite tokio-websockets fastwebsockets async-tungstenite tokio smol)
 libc=$(getconf GNU_LIBC_VERSION 2>/dev/null || true)
 header="# Idle-connection memory benchmark
 
@@ -224,12 +215,9 @@ measure() {
   fi
 }
 
-n=${#runnable[@]}
 measurement=0
 for ((r = 1; r <= rounds; r++)); do
-  # Rotate the order of the servers every round to spread drift over all of them.
-  order=()
-  for ((k = 0; k < n; k++)); do order+=("${runnable[(k + r - 1) % n]}"); done
+  rotate_order "$r"
   echo "round $r/$rounds: ${order[*]}" >&2
   for s in "${order[@]}"; do
     measure "$s" $((base_port + measurement))

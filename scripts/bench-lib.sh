@@ -167,3 +167,31 @@ server_cmd() {
     *) echo "$peer_bin $1" ;;
   esac
 }
+
+# Sets `commit` (short hash, "(work tree modified)" when it is) and `cpu` (the CPU model) for a
+# script's header.
+bench_identity() {
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD 2>/dev/null || commit="$commit (work tree modified)"
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+}
+
+# Prints "name version, ..." for the named packages of bench/Cargo.lock (several versions of one
+# package joined with "/").
+peer_versions() {
+  python3 - bench/Cargo.lock "$@" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+found = {}
+for n, v in re.findall(r'\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"', text):
+    found.setdefault(n, []).append(v)
+print(", ".join(f"{n} {'/'.join(found[n])}" for n in sys.argv[2:] if n in found))
+PY
+}
+
+# Sets `order` to `runnable` rotated by round $1, so that drift spreads over every server.
+rotate_order() {
+  local k n=${#runnable[@]}
+  order=()
+  for ((k = 0; k < n; k++)); do order+=("${runnable[(k + $1 - 1) % n]}"); done
+}

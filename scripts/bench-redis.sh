@@ -180,9 +180,7 @@ proc_cpu() {
 }
 
 # --- header --------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (work tree modified)"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+bench_identity
 header="# Hub fan-out across two nodes through Redis, against one in-process hub
 
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit: $commit

@@ -59,9 +59,7 @@ load_bin=$root/bench/target/release/fanout-load
 server_bin=$root/target/release/examples/hub_fanout_server
 
 # --- header --------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (work tree modified)"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+bench_identity
 header="# SSE fan-out benchmark: SSE against WebSocket subscribers of one hub room
 
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit: $commit
