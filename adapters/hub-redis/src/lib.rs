@@ -425,6 +425,32 @@ impl Shared {
         self.change(|p| p.closing = true);
     }
 
+    /// Queues `op` for Redis and returns `delivered`, the clients it reached here already; or,
+    /// when the connection was lost since the caller looked, handles it as a broadcast made
+    /// while Redis is lost (delivered here only, counted in `dropped`). Checked under the
+    /// queue's lock, which a session's last drain also takes after it marks the connection
+    /// lost: no broadcast is left in the queue for the next connection to send late.
+    fn enqueue(&self, op: Op, delivered: usize) -> usize {
+        let waker = {
+            let mut pending = lock(&self.pending);
+            if self.connected.load(Ordering::Acquire) {
+                pending.queue.push_back(op);
+                pending.waker.take()
+            } else {
+                drop(pending);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return match op {
+                    Op::Numbered { fallback, .. } => self.deliver_here(fallback, true),
+                    Op::Publish { .. } => delivered,
+                };
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        delivered
+    }
+
     fn node_id(&self) -> Option<&Arc<str>> {
         self.node.get().map(Node::id)
     }
@@ -585,13 +611,11 @@ impl Backend for RedisBackend {
                 seq,
                 fallback: broadcast,
             };
-            s.change(|p| p.queue.push_back(op));
-            Ok(0)
+            Ok(s.enqueue(op, 0))
         } else {
             let delivered = local.deliver(&broadcast);
             let message = frame::encode(0, &body);
-            s.change(|p| p.queue.push_back(Op::Publish { channel, message }));
-            Ok(delivered)
+            Ok(s.enqueue(Op::Publish { channel, message }, delivered))
         }
     }
 
@@ -940,8 +964,11 @@ async fn serve(shared: &Arc<Shared>, session: Session) -> Ended {
         }
     };
     // Disconnected from here on: new broadcasts are delivered here only, and what is left in
-    // the queue is too.
-    shared.connected.store(false, Ordering::Release);
+    // the queue is too (stored under the queue's lock: see `Shared::enqueue`).
+    {
+        let _pending = lock(&shared.pending);
+        shared.connected.store(false, Ordering::Release);
+    }
     *lock(&shared.conn) = None;
     stop.stop();
     let _ = done_rx.await;
