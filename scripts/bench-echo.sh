@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end WebSocket echo benchmark: tidings' tokio and smol example servers against peer crates,
-# measured in the same run on the same machine (see bench/README.md).
+# End-to-end WebSocket echo benchmark: tidings' tokio, smol and compio (io_uring) example servers
+# against peer crates, measured in the same run on the same machine (see bench/README.md).
 #
 # Usage: scripts/bench-echo.sh [rounds] [secs]     (defaults: 3 rounds, 5 s per measurement)
 #
@@ -42,7 +42,7 @@ deflate_scenarios=(
   "pipe-1KiB-json-deflate 64 8 1024 text json context tidings"
   "pipe-1KiB-json-deflate-nct 64 8 1024 text json no-context tidings"
 )
-tidings=(tidings-tokio tidings-smol)
+tidings=(tidings-tokio tidings-smol tidings-compio)
 peers=(tokio-tungstenite tokio-websockets fastwebsockets async-tungstenite-smol)
 read -r -a servers <<<"${SERVERS:-${tidings[*]} ${peers[*]}}"
 
@@ -277,7 +277,7 @@ for sc in scenarios:
         print(f"* rounds marked * are all contended (other work > {other_max} cores): not comparable")
     if not wired:
         ref = "async-tungstenite-smol"
-        for t in ("tidings-tokio", "tidings-smol"):
+        for t in ("tidings-tokio", "tidings-smol", "tidings-compio"):
             if t not in shown:
                 continue
             m = medians.get(t)

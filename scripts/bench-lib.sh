@@ -142,6 +142,11 @@ echo_servers_init() {
     build_example tokio_echo_server && tidings_bin[tidings-tokio]=$root/target/release/examples/tokio_echo_server
     build_example smol_echo_server && tidings_bin[tidings-smol]=$root/target/release/examples/smol_echo_server
   fi
+  # The core on io_uring (examples/compio, a package of its own: compio needs a newer Rust).
+  if [[ " ${servers[*]} " == *" tidings-compio "* ]]; then
+    cargo build -q --release -p tidings-compio-example >>"$log" 2>&1 &&
+      tidings_bin[tidings-compio]=$root/target/release/compio_echo_server
+  fi
   runnable=()
   local s
   for s in "${servers[@]}"; do
