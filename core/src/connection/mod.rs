@@ -715,6 +715,20 @@ impl Connection {
         self.output.copy_out(dst)
     }
 
+    /// Moves all queued output into `dst` as owned chunks, in order, and clears the queue;
+    /// returns the number of bytes. Nothing is copied: a large payload sent as [`Bytes`] is
+    /// handed over as the chunk it was given, and the frames copied into the connection's
+    /// staging buffer as one chunk.
+    ///
+    /// For completion-based I/O (io_uring, IOCP), where the kernel owns a write's buffers until
+    /// the write completes: the chunks go to one vectored write, and `dst` can be cleared and
+    /// reused after it. Unlike [`transmit_slices`](Self::transmit_slices) and
+    /// [`advance_transmit`](Self::advance_transmit), the bytes leave the queue at once: a partial
+    /// write is the caller's to finish.
+    pub fn transmit_owned(&mut self, dst: &mut Vec<Bytes>) -> usize {
+        self.output.take_chunks(dst)
+    }
+
     // ----------------------------------------------------------------------------------------
     // Internals: decoding
     // ----------------------------------------------------------------------------------------

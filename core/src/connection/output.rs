@@ -130,6 +130,18 @@ impl Output {
         }
     }
 
+    /// Moves everything queued into `dst` as owned chunks, without copying (the staging buffer's
+    /// bytes become one chunk; its spare room stays for the next frames).
+    pub(crate) fn take_chunks(&mut self, dst: &mut Vec<Bytes>) -> usize {
+        let n = self.len;
+        dst.extend(self.chunks.drain(..));
+        if !self.staging.is_empty() {
+            dst.push(self.staging.split().freeze());
+        }
+        self.len = 0;
+        n
+    }
+
     pub(crate) fn copy_out(&mut self, dst: &mut Vec<u8>) -> usize {
         let n = self.len;
         dst.reserve(n);
@@ -174,5 +186,33 @@ mod tests {
         let mut all = Vec::new();
         assert_eq!(out.copy_out(&mut all), expect.len());
         assert_eq!(all, expect);
+    }
+
+    #[test]
+    fn owned_chunks_are_the_queue_in_order_and_share_the_large_payload() {
+        let mut out = Output::default();
+        out.push_copy(b"ab");
+        let big = Bytes::from(vec![7u8; INLINE_MAX + 1]);
+        out.push_shared(big.clone());
+        out.push_copy(b"cd");
+        let mut chunks = Vec::new();
+        assert_eq!(out.take_chunks(&mut chunks), INLINE_MAX + 5);
+        assert!(out.is_empty());
+        assert_eq!(out.len(), 0);
+        let flat: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
+        let mut expect = b"ab".to_vec();
+        expect.extend_from_slice(&big);
+        expect.extend_from_slice(b"cd");
+        assert_eq!(flat, expect);
+        // The large payload is the same allocation, not a copy.
+        assert!(chunks.iter().any(|c| c.as_ptr() == big.as_ptr()));
+        // The queue goes on after: new frames are queued and taken on their own.
+        out.push_copy(b"ef");
+        let mut next = Vec::new();
+        assert_eq!(out.take_chunks(&mut next), 2);
+        assert_eq!(next.concat(), b"ef");
+        // Nothing queued, nothing taken.
+        assert_eq!(out.take_chunks(&mut next), 0);
+        assert_eq!(next.len(), 1);
     }
 }

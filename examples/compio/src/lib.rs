@@ -6,46 +6,81 @@
 //! cargo run --release -p tidings-compio-example -- 127.0.0.1:9001
 //! ```
 //!
-//! The binary `compio_echo_server` is [`run`] on a compio runtime.
+//! The binary `compio_echo_server` is [`run`] on the [`runtime`] this crate sets up.
 //!
 //! The core needs nothing from the runtime but bytes and a clock, so a completion-based one
 //! drives it as easily as a readiness-based one. What changes is the buffers: io_uring reads into
-//! and writes from buffers it owns until the operation completes. Each connection's task:
+//! and writes from buffers it owns until the operation completes. Each connection's task reads
+//! and writes at once:
 //!
-//! 1. reads straight into the core's input buffer (taken out of the connection while the read is
-//!    in flight, handed back with [`Connection::received`]), appending after any partial frame;
-//! 2. takes the events: a message is sent back ([`Connection::send`]) before the next event is
-//!    looked at, so the echo precedes anything the peer's next frame provokes;
-//! 3. copies the queued output into one owned buffer ([`Connection::poll_transmit`]) and writes it
-//!    whole;
-//! 4. when the core has a deadline (the closing handshake's timeout), reads with that deadline into
-//!    a buffer of its own instead, so that a read cancelled at the deadline loses no byte the
-//!    connection had.
+//! 1. the reading side reads straight into the core's input buffer (taken out of the connection
+//!    while the read is in flight, handed back with [`Connection::received`]), appending after any
+//!    partial frame, then takes the events: a message is sent back ([`Connection::send`]) before
+//!    the next event is looked at, so the echo precedes anything the peer's next frame provokes;
+//!    it pauses while more than 1 MiB of output waits for the peer;
+//! 2. the writing side takes the queued output as owned chunks ([`Connection::transmit_owned`]:
+//!    no copy, a large echo is the very buffer its message was read into) and writes them with one
+//!    vectored write, then closes the TCP connection once the connection is over;
+//! 3. when the core has a deadline (the closing handshake's timeout), the reading side reads with
+//!    that deadline into a buffer of its own instead, so that a read cancelled at the deadline
+//!    loses no byte the connection had.
 //!
 //! One thread runs every connection. The runtime submits the reads and writes of all of them
 //! that are ready in one `io_uring_enter` and reaps their completions from shared memory, so
 //! under load the server makes fewer system calls than it handles messages (BENCHMARKS.md).
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBufMut};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
+use futures_util::future::try_join;
 use tidings_core::ext::deflate::{CompressorPool, DeflateConfig};
 use tidings_core::handshake::{
     AcceptOptions, HandshakeConfig, HandshakeError, HttpResponse, ServerHandshake, Status,
 };
 use tidings_core::{Config, Connection, Event};
 
-/// The least room made in the input buffer before a read.
+/// The room made in the input buffer before a read, when it has less than `MIN_READ` left.
 const READ: usize = 64 * 1024;
+/// Below this much spare room the input buffer is grown before a read.
+const MIN_READ: usize = 4 * 1024;
+/// The most room made ahead for a frame whose header announced more (a peer could announce a
+/// large frame and send nothing: room beyond this is made as the bytes arrive).
+const MAX_AHEAD: usize = 2 << 20;
 /// The first room made for an upgrade request's head.
 const HEAD: usize = 4 * 1024;
+/// Output queued and unwritten above which a connection stops reading (it goes on once the
+/// peer has taken some): what an echo to a peer that does not read can hold, beyond one message.
+const MAX_QUEUED: usize = 1 << 20;
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+/// A compio runtime for a thread that runs every connection: io_uring told that one thread
+/// submits (`IORING_SETUP_SINGLE_ISSUER`) and that completions' kernel work may wait until that
+/// thread next enters the kernel (`DEFER_TASKRUN`, `COOP_TASKRUN`), instead of interrupting it
+/// for each one. Kernels without these flags (before 6.1) fall back to epoll (`polling`).
+///
+/// # Errors
+///
+/// When the runtime cannot be made (no io_uring and no epoll, no memory).
+pub fn runtime() -> io::Result<compio::runtime::Runtime> {
+    let mut proactor = compio::driver::ProactorBuilder::new();
+    proactor
+        .single_issuer(true)
+        .defer_taskrun(true)
+        .coop_taskrun(true)
+        .taskrun_flag(true);
+    compio::runtime::RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .build()
+}
 
 /// Accepts connections on `listener` and serves each in a task of its own, on the compio
 /// runtime this is called in. Never returns: an error of one accept (a connection reset before
@@ -80,59 +115,125 @@ pub async fn run(listener: TcpListener) -> ! {
 pub async fn serve(stream: TcpStream, handshake: &HandshakeConfig) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let config = Config::default().max_message_size(Some(64 << 20));
-    let Some(mut conn) = accept(&stream, handshake, config).await? else {
+    let Some(conn) = accept(&stream, handshake, config).await? else {
         return Ok(());
     };
-    // The output buffer: owned by the kernel while a write is in flight, handed back after.
-    let mut out: Vec<u8> = Vec::new();
+    let conn = RefCell::new(conn);
+    // Reading and writing go on at once, in this one task: `try_join` polls both futures each
+    // time the task wakes (a read or a write completed, or the deadline passed), the reader
+    // first, so echoes the reader queued are picked up by the writer in the same pass, and a
+    // reader held back by queued output looks again once a write completed. The connection is
+    // borrowed only between awaits.
+    try_join(read_side(&stream, &conn), write_side(&stream, &conn)).await?;
+    Ok(())
+}
+
+/// Reads and hands the bytes to the connection; takes its events (echoing each message) after
+/// each read. Ends when the connection is over.
+async fn read_side(stream: &TcpStream, conn: &RefCell<Connection>) -> io::Result<()> {
     loop {
-        while let Some(event) = conn.poll_event() {
-            match event {
-                Event::Message(message) => {
-                    let _ = conn.send(message);
+        {
+            let mut conn = conn.borrow_mut();
+            while let Some(event) = conn.poll_event() {
+                match event {
+                    // Echo: queued before the next event is taken, so the answer precedes
+                    // anything the peer's next frame provokes (a close for a protocol error).
+                    Event::Message(message) => {
+                        let _ = conn.send(message);
+                    }
+                    Event::Closed(outcome) if outcome.is_error() => {
+                        eprintln!("closed: {} {:?}", outcome.code, outcome.error);
+                    }
+                    _ => {}
                 }
-                Event::Closed(outcome) if outcome.is_error() => {
-                    eprintln!("closed: {} {:?}", outcome.code, outcome.error);
-                }
-                _ => {}
+            }
+            if conn.should_close_transport() {
+                return Ok(());
             }
         }
-        if conn.queued_bytes() > 0 {
-            out.clear();
-            conn.poll_transmit(&mut out);
-            let BufResult(written, buf) = (&stream).write_all(out).await;
-            out = buf;
-            match written {
-                Ok(()) => {}
-                Err(e) if is_disconnect(&e) => conn.receive_eof(Instant::now()),
-                Err(e) => return Err(e),
+        // Backpressure: no more reading while the peer leaves this much of our output unread.
+        poll_fn(|_| {
+            if conn.borrow().queued_bytes() <= MAX_QUEUED {
+                Poll::Ready(())
+            } else {
+                // Polled again when the write in flight completes (the same task).
+                Poll::Pending
             }
-            continue;
-        }
-        if conn.should_close_transport() {
-            // The server closes the TCP connection first (RFC 6455 §7.1.1).
-            let _ = (&stream).shutdown().await;
-            return Ok(());
-        }
-        let read = match conn.poll_timeout() {
-            None => read_into_connection(&stream, &mut conn).await,
-            Some(deadline) => read_until(&stream, &mut conn, deadline).await,
+        })
+        .await;
+        let deadline = conn.borrow().poll_timeout();
+        let read = match deadline {
+            None => read_into_connection(stream, conn).await,
+            Some(deadline) => read_until(stream, conn, deadline).await,
         };
         match read {
             Ok(()) => {}
-            Err(e) if is_disconnect(&e) => conn.receive_eof(Instant::now()),
+            Err(e) if is_disconnect(&e) => conn.borrow_mut().receive_eof(Instant::now()),
             Err(e) => return Err(e),
         }
     }
 }
 
+/// Writes what the connection queued, all of it at each write; closes the TCP connection once
+/// the connection is over and its output written (the server closes first, RFC 6455 §7.1.1).
+async fn write_side(stream: &TcpStream, conn: &RefCell<Connection>) -> io::Result<()> {
+    // The output: the queued chunks, owned by the kernel while a write is in flight and handed
+    // back after (emptied, for the next write). At most `MAX_QUEUED` plus one message is queued,
+    // in chunks of at least 4 KiB but for the frames copied together: well under the kernel's
+    // 1,024 buffers of one vectored write.
+    let mut out: Vec<Bytes> = Vec::new();
+    loop {
+        let over = poll_fn(|_| {
+            let conn = conn.borrow();
+            if conn.queued_bytes() > 0 {
+                Poll::Ready(false)
+            } else if conn.should_close_transport() {
+                Poll::Ready(true)
+            } else {
+                // Polled again when the read in flight completes (the same task).
+                Poll::Pending
+            }
+        })
+        .await;
+        if over {
+            let _ = (&*stream).shutdown().await;
+            return Ok(());
+        }
+        out.clear();
+        conn.borrow_mut().transmit_owned(&mut out);
+        let BufResult(written, buf) = (&*stream).write_vectored_all(out).await;
+        out = buf;
+        if let Err(e) = written {
+            if !is_disconnect(&e) {
+                return Err(e);
+            }
+            // The peer is gone: nothing queued can reach it any more.
+            let mut conn = conn.borrow_mut();
+            let queued = conn.queued_bytes();
+            conn.advance_transmit(queued);
+            conn.receive_eof(Instant::now());
+        }
+    }
+}
+
 /// Reads once, straight into the connection's input buffer, after what it holds.
-async fn read_into_connection(stream: &TcpStream, conn: &mut Connection) -> io::Result<()> {
-    let mut input = std::mem::take(conn.input_buffer());
-    input.reserve(conn.input_needed().max(READ));
+async fn read_into_connection(stream: &TcpStream, conn: &RefCell<Connection>) -> io::Result<()> {
+    let mut input = {
+        let mut conn = conn.borrow_mut();
+        // Room for the rest of a large frame at once (up to `MAX_AHEAD`), else one read chunk.
+        let ahead = conn.input_needed().min(MAX_AHEAD);
+        let mut input = std::mem::take(conn.input_buffer());
+        let spare = input.capacity() - input.len();
+        if spare < MIN_READ || spare < ahead {
+            input.reserve(ahead.max(READ));
+        }
+        input
+    };
     // `uninit`: the kernel writes after the bytes the buffer holds, not over them.
-    let BufResult(read, input) = (&*stream).read(input.uninit()).await;
-    *conn.input_buffer() = input.into_inner();
+    let BufResult(read, filled) = (&*stream).read(input.uninit()).await;
+    input = filled.into_inner();
+    let mut conn = conn.borrow_mut();
+    *conn.input_buffer() = input;
     match read? {
         0 => conn.receive_eof(Instant::now()),
         _ => conn.received(Instant::now()),
@@ -140,25 +241,25 @@ async fn read_into_connection(stream: &TcpStream, conn: &mut Connection) -> io::
     Ok(())
 }
 
-/// Reads once with the core's deadline, into a buffer of its own; the deadline passed when
-/// nothing came by then.
+/// Reads once with the core's deadline, into a buffer of its own (a read cancelled at the
+/// deadline takes its buffer with it); the deadline passed when nothing came by then.
 async fn read_until(
     stream: &TcpStream,
-    conn: &mut Connection,
+    conn: &RefCell<Connection>,
     deadline: Instant,
 ) -> io::Result<()> {
     if deadline <= Instant::now() {
-        conn.handle_timeout(Instant::now());
+        conn.borrow_mut().handle_timeout(Instant::now());
         return Ok(());
     }
     let mut reader = stream;
     let read = reader.read(BytesMut::with_capacity(READ));
     match compio::time::timeout_at(deadline, read).await {
         Ok(BufResult(read, buf)) => match read? {
-            0 => conn.receive_eof(Instant::now()),
-            _ => conn.receive(Instant::now(), &buf),
+            0 => conn.borrow_mut().receive_eof(Instant::now()),
+            _ => conn.borrow_mut().receive(Instant::now(), &buf),
         },
-        Err(_elapsed) => conn.handle_timeout(Instant::now()),
+        Err(_elapsed) => conn.borrow_mut().handle_timeout(Instant::now()),
     }
     Ok(())
 }

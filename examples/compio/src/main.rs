@@ -7,7 +7,7 @@ fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
-    compio::runtime::Runtime::new()?.block_on(async move {
+    tidings_compio_example::runtime()?.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         println!(
             "compio_echo_server listening on ws://{}",

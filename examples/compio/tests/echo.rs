@@ -24,7 +24,7 @@ impl Server {
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = thread::spawn(move || {
-            let runtime = compio::runtime::Runtime::new().expect("runtime");
+            let runtime = tidings_compio_example::runtime().expect("runtime");
             runtime.block_on(async move {
                 let listener = compio::net::TcpListener::from_std(listener).expect("listener");
                 let server = Box::pin(tidings_compio_example::run(listener));
