@@ -44,11 +44,12 @@ const ECHO_SCENARIOS: [&str; 5] = [
     "1MiB-bin",
 ];
 /// The peers of scripts/bench-echo.sh: the fastest of them is 1.0.
-const ECHO_PEERS: [&str; 4] = [
+const ECHO_PEERS: [&str; 5] = [
     "tokio-tungstenite",
     "tokio-websockets",
     "fastwebsockets",
     "async-tungstenite-smol",
+    "async-tungstenite-smol/local",
 ];
 
 struct Args {
@@ -475,6 +476,7 @@ fn series_colors(names: &[String]) -> Vec<RGBColor> {
         .map(|n| match n.as_str() {
             "tidings-tokio" | "tidings-hub" => RGBColor(0x1F, 0x5A, 0xA6),
             "tidings-smol" | "tidings-hub/inline" => RGBColor(0x5F, 0xA8, 0xE0),
+            "tidings-compio" => RGBColor(0x0B, 0x2E, 0x5C),
             "tokio-tungstenite" | "tokio-tungstenite-broadcast" => PALETTE[1],
             "tokio-websockets" => PALETTE[4],
             "fastwebsockets" => PALETTE[2],

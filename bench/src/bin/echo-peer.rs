@@ -8,7 +8,9 @@
 //! * `tokio-tungstenite`, `tokio-websockets`, `fastwebsockets`: a multi-thread tokio runtime with
 //!   default settings (`#[tokio::main]`), so its worker count follows the CPU affinity;
 //! * `async-tungstenite-smol`: `smol::block_on` accept loop, `smol::spawn` per connection (smol's
-//!   global executor with its default thread count).
+//!   global executor with its default thread count); `async-tungstenite-smol/local` runs the same
+//!   server on one `smol::Executor` that the main thread runs (accept loop and connections on one
+//!   thread), the structure of tidings' `smol_echo_server`.
 //!
 //! The tungstenite-based servers come in two shapes, both from the crates' examples: the default
 //! (`echo-server.rs`: `split()` + `forward()`, which flushes only when the input has nothing ready,
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         "fastwebsockets" => tokio_main(fastwebsockets_server::run(addr)),
         "async-tungstenite-smol" => smol::block_on(async_tungstenite_server::run(addr, true)),
         "async-tungstenite-smol/send" => smol::block_on(async_tungstenite_server::run(addr, false)),
+        "async-tungstenite-smol/local" => async_tungstenite_server::run_local(addr),
         other => {
             eprintln!(
                 "echo-peer: unknown impl {other:?}; one of {}",
@@ -69,6 +72,7 @@ const IMPLS: &[&str] = &[
     "fastwebsockets",
     "async-tungstenite-smol",
     "async-tungstenite-smol/send",
+    "async-tungstenite-smol/local",
 ];
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -260,6 +264,25 @@ mod async_tungstenite_server {
             })
             .detach();
         }
+    }
+
+    /// The same server on one executor, run by this thread: the accept loop and every
+    /// connection, no task woken across threads.
+    pub fn run_local(addr: SocketAddr) -> Result<(), BoxError> {
+        let executor = smol::Executor::new();
+        smol::block_on(executor.run(async {
+            let listener = TcpListener::bind(addr).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                executor
+                    .spawn(async move {
+                        if let Err(e) = connection(stream, true).await {
+                            report("async-tungstenite-smol/local", e);
+                        }
+                    })
+                    .detach();
+            }
+        }))
     }
 
     async fn connection(
