@@ -157,8 +157,9 @@ impl Output {
 mod tests {
     use super::*;
 
-    #[test]
-    fn order_is_kept_across_inline_and_shared_chunks() {
+    /// A queue of a small frame, a large shared payload and another small frame; the payload
+    /// and the bytes the queue must give.
+    fn mixed_queue() -> (Output, Bytes, Vec<u8>) {
         let mut out = Output::default();
         out.push_copy(b"ab");
         let big = Bytes::from(vec![7u8; INLINE_MAX + 1]);
@@ -167,14 +168,17 @@ mod tests {
         let mut expect = b"ab".to_vec();
         expect.extend_from_slice(&big);
         expect.extend_from_slice(b"cd");
+        (out, big, expect)
+    }
+
+    #[test]
+    fn order_is_kept_across_inline_and_shared_chunks() {
+        let (mut out, _, expect) = mixed_queue();
         let mut slices = [IoSlice::new(&[]); 8];
         assert_eq!(out.slices(&mut slices), 3);
         // Partial writes at every position give the same byte stream.
         for cut in [1, 2, 3, INLINE_MAX, INLINE_MAX + 3] {
-            let mut o = Output::default();
-            o.push_copy(b"ab");
-            o.push_shared(big.clone());
-            o.push_copy(b"cd");
+            let (mut o, _, _) = mixed_queue();
             let mut got = Vec::new();
             let first: Vec<u8> = o.chunks().flat_map(|c| c.to_vec()).take(cut).collect();
             got.extend_from_slice(&first);
@@ -190,19 +194,12 @@ mod tests {
 
     #[test]
     fn owned_chunks_are_the_queue_in_order_and_share_the_large_payload() {
-        let mut out = Output::default();
-        out.push_copy(b"ab");
-        let big = Bytes::from(vec![7u8; INLINE_MAX + 1]);
-        out.push_shared(big.clone());
-        out.push_copy(b"cd");
+        let (mut out, big, expect) = mixed_queue();
         let mut chunks = Vec::new();
         assert_eq!(out.take_chunks(&mut chunks), INLINE_MAX + 5);
         assert!(out.is_empty());
         assert_eq!(out.len(), 0);
         let flat: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
-        let mut expect = b"ab".to_vec();
-        expect.extend_from_slice(&big);
-        expect.extend_from_slice(b"cd");
         assert_eq!(flat, expect);
         // The large payload is the same allocation, not a copy.
         assert!(chunks.iter().any(|c| c.as_ptr() == big.as_ptr()));
