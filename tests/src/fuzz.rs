@@ -35,8 +35,8 @@ use tidings_core::handshake::{
 use tidings_core::mask::apply_mask;
 use tidings_core::{
     CloseCode, CloseOutcome, Config, Connection, ConnectionError, EncodedFrame, Error, Event,
-    FrameHeader, Initiator, MAX_CLOSE_REASON, Message, MessageKind, OpCode, ProtocolError, RSV1,
-    Role, Utf8Validator,
+    FrameHeader, Initiator, Lookahead, MAX_CLOSE_REASON, Message, MessageKind, OpCode,
+    ProtocolError, RSV1, Role, Utf8Validator,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1378,10 +1378,17 @@ impl Side {
     fn poll(&mut self) {
         loop {
             let was_open = self.conn.is_open();
+            // What the adapters' ordering rule relies on: when the lookahead says the next frame
+            // is incomplete, polling decodes nothing.
+            let ahead = self.conn.lookahead();
             let Some(event) = self.conn.poll_event() else {
                 break;
             };
             let who = self.name();
+            assert!(
+                ahead != Lookahead::Incomplete,
+                "{who}: event {event:?} after a lookahead of Incomplete"
+            );
             assert!(
                 self.outcome.is_none(),
                 "{who}: event {event:?} after Closed"
@@ -1611,6 +1618,8 @@ struct Sim {
     /// `sides[i]` closed its socket (it wanted to and its output was written).
     socket_closed: [bool; 2],
     budget: usize,
+    /// Whether the last pass of `pump` took the output as owned chunks.
+    owned: bool,
 }
 
 impl Sim {
@@ -1618,10 +1627,22 @@ impl Sim {
     fn pump(&mut self) {
         for _ in 0..64 {
             let mut progress = false;
+            // Every other pass takes the output as owned chunks (completion-based I/O) and
+            // frees the idle buffers: the bytes on the wire must not change.
+            self.owned = !self.owned;
             for i in 0..2 {
                 let j = 1 - i;
                 let mut out = Vec::new();
-                self.sides[i].conn.poll_transmit(&mut out);
+                if self.owned {
+                    let mut chunks = Vec::new();
+                    let n = self.sides[i].conn.transmit_owned(&mut chunks);
+                    out = chunks.concat();
+                    assert_eq!(n, out.len(), "transmit_owned's count");
+                    assert_eq!(self.sides[i].conn.queued_bytes(), 0, "output left queued");
+                    self.sides[i].conn.release_idle_buffers();
+                } else {
+                    self.sides[i].conn.poll_transmit(&mut out);
+                }
                 self.sides[i].wire.extend_from_slice(&out);
                 if !self.links[i].fin && !self.links[i].dead {
                     self.links[i].transit.extend_from_slice(&out);
@@ -1774,6 +1795,7 @@ pub fn stateful(data: &[u8]) {
         links: [Link::default(), Link::default()],
         socket_closed: [false; 2],
         budget: 1 << 20,
+        owned: false,
     };
 
     let mut ops = 0;
