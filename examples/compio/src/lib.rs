@@ -1,12 +1,15 @@
-//! An echo server on a completion-based runtime: the sans-IO core of tidings driven by
+//! An echo on a completion-based runtime, in both roles: the sans-IO core of tidings driven by
 //! [compio](https://docs.rs/compio) on io_uring (epoll where the kernel has no io_uring). Every
 //! text or binary message comes back with the same opcode, on any path.
 //!
 //! ```sh
 //! cargo run --release -p tidings-compio-example -- 127.0.0.1:9001
+//! cargo run --release -p tidings-compio-example --bin compio_autobahn_client -- ws://127.0.0.1:9001 tidings
 //! ```
 //!
-//! The binary `compio_echo_server` is [`run`] on the [`runtime`] this crate sets up.
+//! The binary `compio_echo_server` is [`run`] on the [`runtime`] this crate sets up;
+//! `compio_autobahn_client`, the Autobahn TestSuite's client driver, opens each case with
+//! [`connect`] and answers it with [`echo`]. Both roles share one loop, [`drive`].
 //!
 //! The core needs nothing from the runtime but bytes and a clock, so a completion-based one
 //! drives it as easily as a readiness-based one. What changes is the buffers: io_uring reads into
@@ -43,9 +46,10 @@ use compio::net::{TcpListener, TcpStream};
 use futures_util::future::try_join;
 use tidings_core::ext::deflate::{CompressorPool, DeflateConfig};
 use tidings_core::handshake::{
-    AcceptOptions, HandshakeConfig, HandshakeError, HttpResponse, ServerHandshake, Status,
+    AcceptOptions, ClientHandshake, ClientRequest, HandshakeConfig, HandshakeError, HttpResponse,
+    ServerHandshake, Status, generate_key,
 };
-use tidings_core::{Config, Connection, Event};
+use tidings_core::{Config, Connection, Event, Message};
 
 /// The room made in the input buffer before a read, when it has less than `MIN_READ` left.
 const READ: usize = 64 * 1024;
@@ -118,29 +122,101 @@ pub async fn serve(stream: TcpStream, handshake: &HandshakeConfig) -> io::Result
     let Some(conn) = accept(&stream, handshake, config).await? else {
         return Ok(());
     };
+    echo(&stream, conn).await
+}
+
+/// Opens a WebSocket to a `ws://` URL: the TCP connection (`TCP_NODELAY`), then the upgrade
+/// handshake of RFC 6455 §4.1 with the extensions `handshake` offers. The connection returned
+/// already holds any frames the server sent right after its `101`.
+///
+/// # Errors
+///
+/// An I/O error of the connection; `InvalidData` for a URL the core refuses or an answer that
+/// fails the handshake's checks (RFC 6455 §4.1), `Unsupported` for `wss://` (this example
+/// speaks no TLS), `UnexpectedEof` when the server leaves before it answers.
+pub async fn connect(
+    url: &str,
+    config: Config,
+    handshake: &HandshakeConfig,
+) -> io::Result<(TcpStream, Connection)> {
+    let (request, info) = ClientRequest::from_url(url, generate_key()).map_err(invalid)?;
+    if info.secure {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "wss:// needs TLS; this example speaks plain ws:// only",
+        ));
+    }
+    let hs = ClientHandshake::new(request, handshake).map_err(invalid)?;
+    let stream = TcpStream::connect((info.host.as_str(), info.port)).await?;
+    stream.set_nodelay(true)?;
+    let BufResult(written, _) = (&stream).write_all(hs.encode()).await;
+    written?;
+    match read_head(&stream, |head| hs.parse_response(head)).await? {
+        Some(Ok((_response, agreed))) => {
+            let conn = agreed.into_connection(config, Instant::now());
+            Ok((stream, conn))
+        }
+        Some(Err(e)) => Err(invalid(e)),
+        None => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// Echoes every text and binary message of `conn` back on `stream`, with the same opcode,
+/// until the close, in either role: the core answers pings and closes and knows which end
+/// closes the TCP connection first (RFC 6455 §7.1.1).
+///
+/// # Errors
+///
+/// As [`drive`].
+pub async fn echo(stream: &TcpStream, conn: Connection) -> io::Result<()> {
+    drive(stream, conn, |conn, message| {
+        // Queued before the next event is taken, so the answer precedes anything the peer's
+        // next frame provokes (a close for a protocol error).
+        let _ = conn.send(message);
+    })
+    .await
+}
+
+/// Runs `conn` on `stream` until it is over: reads and writes at once, hands each message to
+/// `on_message` (which may queue output on the connection), answers pings and the closing
+/// handshake, and closes the TCP connection when the core says so.
+///
+/// # Errors
+///
+/// An I/O error of the connection other than the peer leaving (a reset or broken pipe ends the
+/// connection as an abrupt close).
+pub async fn drive(
+    stream: &TcpStream,
+    conn: Connection,
+    mut on_message: impl FnMut(&mut Connection, Message),
+) -> io::Result<()> {
     let conn = RefCell::new(conn);
     // Reading and writing go on at once, in this one task: `try_join` polls both futures each
     // time the task wakes (a read or a write completed, or the deadline passed), the reader
-    // first, so echoes the reader queued are picked up by the writer in the same pass, and a
+    // first, so output the reader queued is picked up by the writer in the same pass, and a
     // reader held back by queued output looks again once a write completed. The connection is
     // borrowed only between awaits.
-    try_join(read_side(&stream, &conn), write_side(&stream, &conn)).await?;
+    try_join(
+        read_side(stream, &conn, &mut on_message),
+        write_side(stream, &conn),
+    )
+    .await?;
     Ok(())
 }
 
-/// Reads and hands the bytes to the connection; takes its events (echoing each message) after
-/// each read. Ends when the connection is over.
-async fn read_side(stream: &TcpStream, conn: &RefCell<Connection>) -> io::Result<()> {
+/// Reads and hands the bytes to the connection; takes its events (each message to
+/// `on_message`) after each read. Ends when the connection is over.
+async fn read_side(
+    stream: &TcpStream,
+    conn: &RefCell<Connection>,
+    on_message: &mut impl FnMut(&mut Connection, Message),
+) -> io::Result<()> {
     loop {
         {
             let mut conn = conn.borrow_mut();
             while let Some(event) = conn.poll_event() {
                 match event {
-                    // Echo: queued before the next event is taken, so the answer precedes
-                    // anything the peer's next frame provokes (a close for a protocol error).
-                    Event::Message(message) => {
-                        let _ = conn.send(message);
-                    }
+                    Event::Message(message) => on_message(&mut conn, message),
                     Event::Closed(outcome) if outcome.is_error() => {
                         eprintln!("closed: {} {:?}", outcome.code, outcome.error);
                     }
@@ -175,7 +251,8 @@ async fn read_side(stream: &TcpStream, conn: &RefCell<Connection>) -> io::Result
 }
 
 /// Writes what the connection queued, all of it at each write; closes the TCP connection once
-/// the connection is over and its output written (the server closes first, RFC 6455 §7.1.1).
+/// the connection is over and its output written (the server closes first, the client after
+/// the server or the close timeout: RFC 6455 §7.1.1).
 async fn write_side(stream: &TcpStream, conn: &RefCell<Connection>) -> io::Result<()> {
     // The output: the queued chunks, owned by the kernel while a write is in flight and handed
     // back after (emptied, for the next write). At most `MAX_QUEUED` plus one message is queued,
@@ -272,8 +349,37 @@ async fn accept(
     handshake: &HandshakeConfig,
     config: Config,
 ) -> io::Result<Option<Connection>> {
+    let parsed = read_head(stream, |head| {
+        Ok::<_, HandshakeError>(match ServerHandshake::parse(head, handshake)? {
+            Status::Partial => Status::Partial,
+            Status::Complete(request) => Status::Complete(request.accept(AcceptOptions::default())),
+        })
+    })
+    .await?;
+    let (answer, conn) = match parsed {
+        None => return Ok(None),
+        Some(Ok(Ok((response, agreed)))) => (
+            response.encode(),
+            Some(agreed.into_connection(config, Instant::now())),
+        ),
+        // The request was valid; the default options are refused only by a bad extension set-up.
+        Some(Ok(Err(_))) => (HttpResponse::new(500).encode(), None),
+        Some(Err(e)) => (refusal(&e).encode(), None),
+    };
+    let BufResult(written, _) = (&*stream).write_all(answer).await;
+    written?;
+    Ok(conn)
+}
+
+/// Reads an HTTP head (an upgrade request or its answer) until `parse` completes on the bytes
+/// so far, and returns what it made of them; `None` when the peer left first. The head is
+/// bounded by `parse` (the core's handshake limits refuse a head past them).
+async fn read_head<T, E>(
+    stream: &TcpStream,
+    mut parse: impl FnMut(&[u8]) -> Result<Status<T>, E>,
+) -> io::Result<Option<Result<T, E>>> {
     let mut head = BytesMut::with_capacity(HEAD);
-    let (answer, conn) = loop {
+    loop {
         if head.len() == head.capacity() {
             head.reserve(HEAD);
         }
@@ -282,28 +388,21 @@ async fn accept(
         if read? == 0 {
             return Ok(None);
         }
-        match ServerHandshake::parse(&head, handshake) {
+        match parse(&head) {
             Ok(Status::Partial) => continue,
-            Ok(Status::Complete(request)) => match request.accept(AcceptOptions::default()) {
-                Ok((response, agreed)) => {
-                    break (
-                        response.encode(),
-                        Some(agreed.into_connection(config, Instant::now())),
-                    );
-                }
-                Err(_) => break (HttpResponse::new(500).encode(), None),
-            },
-            Err(e) => break (refusal(&e).encode(), None),
+            Ok(Status::Complete(value)) => return Ok(Some(Ok(value))),
+            Err(e) => return Ok(Some(Err(e))),
         }
-    };
-    let BufResult(written, _) = (&*stream).write_all(answer).await;
-    written?;
-    Ok(conn)
+    }
 }
 
 /// The HTTP answer to a refused upgrade request.
 fn refusal(e: &HandshakeError) -> HttpResponse {
     e.http_response().unwrap_or_else(|| HttpResponse::new(400))
+}
+
+fn invalid(e: HandshakeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 fn is_disconnect(e: &io::Error) -> bool {

@@ -1,13 +1,16 @@
-//! The compio echo server against the blocking std client of the examples, over loopback: every
-//! size of message (those that span many reads among them) comes back intact, and the close
-//! handshake completes.
+//! The compio echo over loopback, in both roles, against the blocking std peer of the examples:
+//! every size of message (those that span many reads among them) comes back intact, and the
+//! close handshake completes. The client's handshake fails cleanly on a refusal.
 
 use std::net::TcpListener;
 use std::thread;
 
 use futures_channel::oneshot;
 use futures_util::future::{Either, select};
-use tidings_core::handshake::HandshakeConfig;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use tidings_core::handshake::{AcceptOptions, HandshakeConfig};
 use tidings_core::{Config, Event, Message};
 use tidings_examples::blocking;
 
@@ -63,32 +66,108 @@ fn next_message(ws: &mut blocking::BlockingWebSocket) -> Message {
     }
 }
 
+/// The std peer's configuration: a lost echo fails the test within the idle timeout instead of
+/// hanging it.
+fn peer_config() -> Config {
+    Config::default()
+        .max_message_size(Some(64 << 20))
+        .idle_timeout(Some(Duration::from_secs(10)))
+}
+
 #[test]
 fn echoes_every_size_and_closes_cleanly() {
     let server = Server::start();
-    // A lost echo fails the test within the idle timeout instead of hanging it.
-    let config = Config::default()
-        .max_message_size(Some(64 << 20))
-        .idle_timeout(Some(std::time::Duration::from_secs(10)));
     let mut ws = blocking::connect(
         &format!("ws://{}/", server.addr),
-        config,
+        peer_config(),
         &HandshakeConfig::new(),
     )
     .expect("connect");
+    exchange_and_close(&mut ws);
+}
+
+/// The client role: the compio client (`connect`, then `echo`) against the std server, which
+/// sends, checks the echoes and closes; the client's `echo` ends once the server closed.
+#[test]
+fn client_echoes_every_size_and_closes_cleanly() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut ws = blocking::accept(
+            stream,
+            peer_config(),
+            &AcceptOptions::default(),
+            &HandshakeConfig::new(),
+        )
+        .expect("handshake");
+        // A panic here drops the connection, which ends the client's `echo` below.
+        exchange_and_close(&mut ws);
+    });
+    let runtime = tidings_compio_example::runtime().expect("runtime");
+    runtime.block_on(async move {
+        let config = Config::default().max_message_size(Some(64 << 20));
+        let (stream, conn) = tidings_compio_example::connect(
+            &format!("ws://{addr}/echo?q=1"),
+            config,
+            &HandshakeConfig::new(),
+        )
+        .await
+        .expect("connect");
+        tidings_compio_example::echo(&stream, conn)
+            .await
+            .expect("echo");
+    });
+    server.join().expect("the server's checks");
+}
+
+/// A refused upgrade (a `404` answer) is an `InvalidData` error of `connect`.
+#[test]
+fn client_handshake_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).expect("read");
+            assert!(n > 0, "the client left before its request was complete");
+            head.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            .expect("write");
+    });
+    let runtime = tidings_compio_example::runtime().expect("runtime");
+    let Err(error) = runtime.block_on(tidings_compio_example::connect(
+        &format!("ws://{addr}/"),
+        Config::default(),
+        &HandshakeConfig::new(),
+    )) else {
+        panic!("the handshake succeeded against a 404");
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+    assert!(error.to_string().contains("404"), "{error}");
+    server.join().expect("server");
+}
+
+/// Sends messages of every size and a burst of small ones, checks each echo, then closes with
+/// 1000 and waits for the close to complete.
+fn exchange_and_close(ws: &mut blocking::BlockingWebSocket) {
     // Around the frame header's length forms (125/126, 65535/65536) and past the server's read
     // size (64 KiB), so that a frame arrives over many reads appended to what came before.
     for size in [0, 1, 125, 126, 65_535, 65_536, 200_000, 3 << 20] {
         let payload: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
         ws.conn().send_binary(&payload).expect("send");
-        match next_message(&mut ws) {
+        match next_message(ws) {
             Message::Binary(echo) => assert!(echo[..] == payload[..], "binary of {size} bytes"),
             other => panic!("a binary echo of {size} bytes, got {other:?}"),
         }
     }
     let text = "ünïcödé ✓ ".repeat(10_000);
     ws.conn().send_text(&text).expect("send");
-    match next_message(&mut ws) {
+    match next_message(ws) {
         Message::Text(echo) => assert_eq!(echo.as_str(), text),
         other => panic!("a text echo, got {other:?}"),
     }
@@ -97,13 +176,13 @@ fn echoes_every_size_and_closes_cleanly() {
         ws.conn().send_text(&format!("message {i}")).expect("send");
     }
     for i in 0..100 {
-        match next_message(&mut ws) {
+        match next_message(ws) {
             Message::Text(echo) => assert_eq!(echo.as_str(), format!("message {i}")),
             other => panic!("text echo {i}, got {other:?}"),
         }
     }
     ws.conn()
-        .close(std::time::Instant::now(), 1000.into(), "done")
+        .close(Instant::now(), 1000.into(), "done")
         .expect("close");
     let mut outcome = None;
     while let Some(event) = ws.next_event().expect("I/O") {
