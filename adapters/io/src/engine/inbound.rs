@@ -21,8 +21,12 @@ const MAX_AHEAD: usize = 2 << 20;
 /// Below this much spare capacity the input buffer is grown before a read.
 const MIN_READ: usize = 4 * 1024;
 /// A reader keeps reading until the socket would block (so that its readiness is routed again),
-/// unless this much undecoded input is already buffered.
-const FILL_CAP: usize = 256 * 1024;
+/// unless this much undecoded input is already buffered: then it decodes what it has and lets
+/// the application answer before reading on. One read chunk: small messages still come in
+/// batches of a read's worth, and a large message is answered while the peer is still sending
+/// the next (reading several 64 KiB messages ahead held every answer back until the last was
+/// in, and the peer waited).
+const FILL_CAP: usize = READ_CHUNK;
 /// Bookkeeping bytes charged per queued event on top of its payload.
 const EVENT_OVERHEAD: usize = 64;
 /// How long the driver leaves a data frame, a close frame or a malformed frame to an

@@ -244,10 +244,11 @@ impl Transport for Pipe {
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
         let mut st = lock(&self.0);
-        if !st.to_engine.is_empty() {
-            let n = st.to_engine.len();
-            buf.extend_from_slice(&st.to_engine);
-            st.to_engine.clear();
+        // As a socket does: at most the buffer's spare capacity (the engine reserves before it
+        // reads), the rest left for the next read.
+        let n = st.to_engine.len().min(buf.capacity() - buf.len());
+        if n > 0 {
+            buf.extend_from_slice(&st.to_engine.split_to(n));
             st.reads += 1;
             return Poll::Ready(Ok(n));
         }
@@ -359,6 +360,11 @@ impl Peer {
     /// Bytes the engine wrote that the client has not read yet.
     pub(super) fn unread(&self) -> usize {
         lock(&self.pipe).from_engine.len()
+    }
+
+    /// Bytes handed to the engine that it has not read yet.
+    pub(super) fn unread_input(&self) -> usize {
+        lock(&self.pipe).to_engine.len()
     }
 
     /// Write calls the engine made.

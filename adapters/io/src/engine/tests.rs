@@ -246,6 +246,45 @@ fn the_answers_to_a_batch_of_requests_leave_in_one_write() {
 }
 
 #[test]
+fn a_large_answer_leaves_before_the_engine_reads_the_next_large_message() {
+    let (mut ws, mut peer) = connect(&Config::default(), usize::MAX);
+    let sizes = [65_536, 65_537, 70_000, 65_536];
+    for (i, &size) in sizes.iter().enumerate() {
+        peer.client.send_binary(&vec![i as u8; size]).unwrap();
+    }
+    peer.flush();
+    let (_, waker) = WakeCount::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let m = recv_now(&mut ws).unwrap().unwrap();
+        assert_eq!(m.as_bytes().len(), size, "message {i}");
+        if i == 0 {
+            // Once a message's worth is buffered the engine stops reading: the rest waits in
+            // the transport instead of in the engine's buffer.
+            assert!(
+                peer.unread_input() > 2 * 65_536,
+                "{} unread",
+                peer.unread_input()
+            );
+        }
+        // Every earlier answer left before this message was read in full: a peer waiting for
+        // it works on it meanwhile.
+        assert_eq!(peer.writes(), i, "writes before message {i} was returned");
+        let send = poll_once(pin!(ws.send(m)), &waker);
+        assert!(matches!(send, Poll::Ready(Ok(()))), "{send:?}");
+    }
+    assert!(poll_once(pin!(ws.recv()), &waker).is_pending());
+    let echoes: Vec<usize> = peer
+        .events()
+        .iter()
+        .map(|e| match e {
+            Event::Message(Message::Binary(b)) => b.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(echoes, sizes);
+}
+
+#[test]
 fn a_deferred_batch_is_written_by_the_driver_if_the_application_does_not_come_back() {
     let (mut ws, mut peer) = connect(&Config::default(), usize::MAX);
     peer.client.send_text("a").unwrap();
